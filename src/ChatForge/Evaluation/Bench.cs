@@ -1,0 +1,111 @@
+using System.Diagnostics;
+using ChatForge.Generation;
+using ChatForge.Modeling;
+using ChatForge.Tokenization;
+using ChatForge.Training;
+using static TorchSharp.torch;
+
+namespace ChatForge.Evaluation;
+
+/// <summary>
+/// `chatforge bench`: on this machine, in one process: the fp32 sgemm peak, pretraining throughput
+/// of the default (demo) model and its MFU against that peak, generation speed with and without the
+/// KV cache at 256 new tokens, and peak resident memory.
+/// </summary>
+public static class Bench
+{
+    public sealed record Options
+    {
+        public int MatmulSize { get; init; } = 2048;
+        public int TrainSteps { get; init; } = 10;
+        public int WarmupSteps { get; init; } = 3;
+        public int NewTokens { get; init; } = 256;
+        public int PromptTokens { get; init; } = 16;
+        public PretrainConfig Config { get; init; } = PretrainConfig.Demo;
+    }
+
+    public static Dictionary<string, double> Run(Options o, Action<string>? log = null)
+    {
+        var r = new Dictionary<string, double>();
+        var c = o.Config;
+        r["threads"] = get_num_threads();
+
+        // 1. sgemm peak.
+        using (NewDisposeScope())
+        {
+            int n = o.MatmulSize;
+            var a = randn(n, n); var b = randn(n, n);
+            for (int i = 0; i < 3; i++) a.matmul(b).Dispose();
+            int reps = 10;
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < reps; i++) a.matmul(b).Dispose();
+            r["sgemm_gflops"] = 2.0 * n * n * n * reps / sw.Elapsed.TotalSeconds / 1e9;
+        }
+        log?.Invoke($"sgemm {o.MatmulSize}²: {r["sgemm_gflops"]:F1} GFLOP/s");
+
+        // 2. Training throughput of the default model on random tokens (the same step the trainer runs).
+        int vocab = c.Tokenizer.Kind switch { "byte" => new ByteTokenizer().VocabSize, "gpt2" => 50259, _ => c.Tokenizer.VocabSize };
+        var mc = new GptConfig { VocabSize = vocab, NPositions = c.Model.BlockSize, NEmbd = c.Model.NEmbd, NLayer = c.Model.NLayer, NHead = c.Model.NHead };
+        manual_seed(0);
+        using (var model = new Gpt(mc))
+        {
+            using var opt = TrainingLoop.CreateOptimizer(model.named_parameters(), c.Optim);
+            int bsz = c.Optim.BatchSize, t = c.Model.BlockSize;
+            void Step()
+            {
+                using var scope = NewDisposeScope();
+                var x = randint(0, vocab, new long[] { bsz, t + 1 });
+                opt.zero_grad();
+                var loss = Losses.CrossEntropy(model.call(x.narrow(1, 0, t)), x.narrow(1, 1, t));
+                loss.backward();
+                nn.utils.clip_grad_norm_(model.parameters(), 1.0);
+                opt.step();
+            }
+            model.train();
+            for (int i = 0; i < o.WarmupSteps; i++) Step();
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < o.TrainSteps; i++) Step();
+            double tps = (double)bsz * t * o.TrainSteps / sw.Elapsed.TotalSeconds;
+            r["train_tokens_per_second"] = tps;
+            r["train_gflops"] = mc.TrainFlopsPerToken(t) * tps / 1e9;
+            r["mfu"] = r["train_gflops"] / r["sgemm_gflops"];
+            r["parameters"] = mc.ParameterCount;
+        }
+        log?.Invoke($"train: {r["train_tokens_per_second"]:F0} tokens/s, {r["train_gflops"]:F1} GFLOP/s, MFU {r["mfu"]:P1}");
+
+        // 3. Generation, 256 new tokens after a short prompt, batch 1, greedy, with and without the KV cache.
+        var gc = mc with { NPositions = Math.Max(mc.NPositions, o.PromptTokens + o.NewTokens) };
+        manual_seed(0);
+        using (var model = new Gpt(gc))
+        {
+            model.eval();
+            var gen = new TextGenerator(model, new ByteTokenizer());
+            var prompt = Enumerable.Range(0, o.PromptTokens).Select(i => 65 + i % 26).ToArray();
+            var so = new SamplingOptions { MaxNewTokens = o.NewTokens, Temperature = 0, IgnoreEos = true };
+            gen.Generate(new[] { prompt }, so with { MaxNewTokens = 8 }, useCache: true);
+            var sw = Stopwatch.StartNew();
+            var cached = gen.Generate(new[] { prompt }, so, useCache: true)[0];
+            r["generate_tokens_per_second_cached"] = cached.Tokens.Length / sw.Elapsed.TotalSeconds;
+            sw.Restart();
+            var uncached = gen.Generate(new[] { prompt }, so, useCache: false)[0];
+            r["generate_tokens_per_second_uncached"] = uncached.Tokens.Length / sw.Elapsed.TotalSeconds;
+            r["kv_cache_speedup"] = r["generate_tokens_per_second_cached"] / r["generate_tokens_per_second_uncached"];
+            r["generate_same_tokens"] = cached.Tokens.SequenceEqual(uncached.Tokens) ? 1 : 0;
+            r["generate_new_tokens"] = cached.Tokens.Length;
+        }
+        log?.Invoke($"generate: {r["generate_tokens_per_second_cached"]:F0} tokens/s cached, {r["generate_tokens_per_second_uncached"]:F0} uncached ({r["kv_cache_speedup"]:F1}×)");
+
+        r["peak_rss_mb"] = PeakRssMb();
+        return r;
+    }
+
+    /// <summary>Peak resident set size (VmHWM) in MiB.</summary>
+    public static double PeakRssMb()
+    {
+        if (File.Exists("/proc/self/status"))
+            foreach (var line in File.ReadLines("/proc/self/status"))
+                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) / 1024.0;
+        return Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0);
+    }
+}

@@ -1,0 +1,57 @@
+using static TorchSharp.torch;
+
+namespace ChatForge.Modeling;
+
+/// <summary>
+/// Keys and values of every layer for the positions already processed, preallocated to the
+/// context length: (B, n_head, n_positions, head_size) per layer. <see cref="Length"/> positions are filled.
+/// </summary>
+public sealed class KvCache : IDisposable
+{
+    readonly Tensor[] _k, _v;
+    public int Length { get; private set; }
+    public int Capacity { get; }
+
+    public KvCache(GptConfig config, int batch, Device device, ScalarType dtype = ScalarType.Float32)
+    {
+        Capacity = config.NPositions;
+        _k = new Tensor[config.NLayer];
+        _v = new Tensor[config.NLayer];
+        for (int l = 0; l < config.NLayer; l++)
+        {
+            _k[l] = zeros(batch, config.NHead, Capacity, config.HeadSize, dtype: dtype, device: device).DetachFromDisposeScope();
+            _v[l] = zeros(batch, config.NHead, Capacity, config.HeadSize, dtype: dtype, device: device).DetachFromDisposeScope();
+        }
+    }
+
+    /// <summary>Writes this step's keys/values for layer <paramref name="layer"/> and returns views over everything cached so far.</summary>
+    public (Tensor K, Tensor V) Append(int layer, Tensor k, Tensor v)
+    {
+        int t = (int)k.shape[2];
+        if (Length + t > Capacity) throw new InvalidOperationException($"KV cache full ({Capacity} positions)");
+        _k[layer].narrow(2, Length, t).copy_(k);
+        _v[layer].narrow(2, Length, t).copy_(v);
+        return (_k[layer].narrow(2, 0, Length + t), _v[layer].narrow(2, 0, Length + t));
+    }
+
+    /// <summary>Called once per forward pass, after every layer appended <paramref name="t"/> positions.</summary>
+    public void Advance(int t) => Length += t;
+
+    /// <summary>Keeps only the batch rows in <paramref name="rows"/> (for dropping finished sequences).</summary>
+    public void Select(Tensor rows)
+    {
+        for (int l = 0; l < _k.Length; l++)
+        {
+            var k = _k[l].index_select(0, rows).DetachFromDisposeScope();
+            var v = _v[l].index_select(0, rows).DetachFromDisposeScope();
+            _k[l].Dispose(); _v[l].Dispose();
+            _k[l] = k; _v[l] = v;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in _k) t.Dispose();
+        foreach (var t in _v) t.Dispose();
+    }
+}

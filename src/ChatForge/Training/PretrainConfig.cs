@@ -1,0 +1,132 @@
+using System.Text.Json.Nodes;
+using ChatForge.Util;
+
+namespace ChatForge.Training;
+
+/// <summary>The model's shape for a new run.</summary>
+public sealed record ModelSpec
+{
+    public int NLayer { get; init; } = 4;
+    public int NHead { get; init; } = 4;
+    public int NEmbd { get; init; } = 256;
+    /// <summary>Context length in tokens (the model's n_positions).</summary>
+    public int BlockSize { get; init; } = 128;
+    /// <summary>Dropout on embeddings, attention and residuals (0 for short pretraining runs, as nanoGPT).</summary>
+    public double Dropout { get; init; }
+}
+
+/// <summary>Which tokenizer: "byte", "gpt2", "bpe" (trained on the training split with vocab_size ids), or an existing directory (path).</summary>
+public sealed record TokenizerSpec
+{
+    public string Kind { get; init; } = "bpe";
+    /// <summary>For kind "bpe": total ids, special tokens included.</summary>
+    public int VocabSize { get; init; } = 2048;
+    /// <summary>A tokenizer directory to use instead of kind (e.g. from `chatforge tokenizer train`).</summary>
+    public string? Path { get; init; }
+}
+
+/// <summary>Pretraining: next-token prediction on raw text.</summary>
+public sealed record PretrainConfig
+{
+    public ModelSpec Model { get; init; } = new();
+    public TokenizerSpec Tokenizer { get; init; } = new();
+    /// <summary>.txt files or {"text"} JSONL; empty means the demo corpora (Moby-Dick + State of the Union).</summary>
+    public List<string> Data { get; init; } = new();
+    /// <summary>Data cache for the demo corpora (null: the default cache).</summary>
+    public string? Cache { get; init; }
+    /// <summary>Fraction of documents held out for validation (by a seeded hash of their content).</summary>
+    public double ValFraction { get; init; } = 0.05;
+    public OptimConfig Optim { get; init; } = new();
+    /// <summary>Validation batches per evaluation (fixed windows, the same every time).</summary>
+    public int EvalBatches { get; init; } = 20;
+    public long Seed { get; init; } = 1337;
+    /// <summary>Bit-identical runs (one intra-op thread).</summary>
+    public bool Deterministic { get; init; }
+    public string Device { get; init; } = "auto";
+    /// <summary>Intra-op threads (null: one per core).</summary>
+    public int? Threads { get; init; }
+    /// <summary>Prompts sampled from the final model (printed and saved in samples.txt).</summary>
+    public List<string> SamplePrompts { get; init; } = new() { "Call me", "The State of the Union", "The whale" };
+    public int SampleTokens { get; init; } = 60;
+
+    public void Validate(string source)
+    {
+        void Check(bool ok, string key, object? v, string rule)
+        {
+            if (!ok) throw new ChatForgeException($"{source}: '{key}' = {v} is out of range ({rule})");
+        }
+        Check(Model.NLayer >= 1, "model.n_layer", Model.NLayer, "≥ 1");
+        Check(Model.NHead >= 1, "model.n_head", Model.NHead, "≥ 1");
+        Check(Model.NEmbd >= 1 && Model.NEmbd % Model.NHead == 0, "model.n_embd", Model.NEmbd, "a positive multiple of n_head");
+        Check(Model.BlockSize >= 2, "model.block_size", Model.BlockSize, "≥ 2");
+        Check(Model.Dropout is >= 0 and < 1, "model.dropout", Model.Dropout, "0 ≤ p < 1");
+        Check(Tokenizer.Path is not null || Tokenizer.Kind is "byte" or "bpe" or "gpt2", "tokenizer.kind", Tokenizer.Kind, "byte, bpe or gpt2");
+        Check(Tokenizer.Kind != "bpe" || Tokenizer.VocabSize >= 260, "tokenizer.vocab_size", Tokenizer.VocabSize, "≥ 260 for bpe");
+        Check(ValFraction is > 0 and < 1, "val_fraction", ValFraction, "0 < f < 1");
+        Check(EvalBatches >= 1, "eval_batches", EvalBatches, "≥ 1");
+        Check(SampleTokens >= 0, "sample_tokens", SampleTokens, "≥ 0");
+        Check(Threads is null or >= 1, "threads", Threads, "≥ 1");
+        Optim.Validate(source);
+    }
+
+    /// <summary>
+    /// The README's default: 4 layers × 256 wide, 128-token context, a BPE of 2,048 ids trained on
+    /// the training split. Sized to finish within 15 minutes on 2 CPU cores (see README for the measured figures).
+    /// </summary>
+    public static PretrainConfig Demo => new();
+
+    /// <summary>Seconds on any machine: a byte-level 2-layer, 32-wide model, a few steps.</summary>
+    public static PretrainConfig Tiny => new()
+    {
+        Model = new ModelSpec { NLayer = 2, NHead = 2, NEmbd = 32, BlockSize = 32 },
+        Tokenizer = new TokenizerSpec { Kind = "byte" },
+        Optim = new OptimConfig
+        {
+            MaxSteps = 20, BatchSize = 4, LearningRate = 3e-3, MinLr = 3e-4, WarmupSteps = 2,
+            LogInterval = 5, EvalInterval = 10, CheckpointInterval = 10,
+        },
+        EvalBatches = 2,
+        SampleTokens = 20,
+        SamplePrompts = new() { "The " },
+    };
+
+    public static PretrainConfig Preset(string name) => name switch
+    {
+        "demo" => Demo,
+        "tiny" => Tiny,
+        _ => throw new ChatForgeException($"unknown preset '{name}' (tiny, demo)"),
+    };
+
+    /// <summary>The preset, overlaid with the keys of a JSON config file (unknown keys are errors).</summary>
+    public static PretrainConfig Load(string? preset, string? file)
+    {
+        var baseConfig = Preset(preset ?? "demo");
+        if (file is null) return baseConfig;
+        if (!File.Exists(file)) throw new ChatForgeException($"{file}: file not found");
+        return ConfigMerge.Overlay(baseConfig, File.ReadAllText(file), file);
+    }
+}
+
+/// <summary>Overlays a (partial) JSON config on a preset, then deserializes strictly.</summary>
+public static class ConfigMerge
+{
+    public static T Overlay<T>(T preset, string json, string source)
+    {
+        JsonNode? over;
+        try { over = JsonNode.Parse(json, documentOptions: new System.Text.Json.JsonDocumentOptions { CommentHandling = System.Text.Json.JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
+        catch (System.Text.Json.JsonException e) { throw new ChatForgeException($"{source}: not valid JSON: {e.Message.Split(". ")[0]}", e); }
+        if (over is not JsonObject o) throw new ChatForgeException($"{source}: a config must be a JSON object");
+        var merged = System.Text.Json.JsonSerializer.SerializeToNode(preset, Json.Strict)!.AsObject();
+        Merge(merged, o);
+        return Json.Parse<T>(merged.ToJsonString(), source);
+    }
+
+    static void Merge(JsonObject target, JsonObject over)
+    {
+        foreach (var (k, v) in over)
+        {
+            if (v is JsonObject vo && target[k] is JsonObject to) Merge(to, vo);
+            else target[k] = v?.DeepClone();
+        }
+    }
+}

@@ -1,0 +1,156 @@
+using ChatForge.Checkpoints;
+using ChatForge.Data;
+using ChatForge.Generation;
+using ChatForge.Modeling;
+using ChatForge.Native;
+using ChatForge.Tokenization;
+using ChatForge.Evaluation;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace ChatForge.Training;
+
+/// <summary>Pretraining: next-token cross-entropy on raw text, random windows of block_size tokens.</summary>
+public sealed class Pretrainer : ITrainable
+{
+    readonly PretrainConfig _c;
+    readonly Gpt _model;
+    readonly TokenStream _train, _val;
+    readonly ITokenizer _tok;
+    readonly Device _device;
+    readonly long[] _evalOffsets;
+
+    Pretrainer(PretrainConfig c, Gpt model, ITokenizer tok, TokenStream train, TokenStream val, Device device)
+    {
+        _c = c; _model = model; _tok = tok; _train = train; _val = val; _device = device;
+        _evalOffsets = val.EvalOffsets(c.Model.BlockSize, c.EvalBatches * c.Optim.BatchSize);
+    }
+
+    public nn.Module Model => _model;
+    public Gpt Gpt => _model;
+    public ITokenizer Tokenizer => _tok;
+    public string BestMetric => "val_loss";
+    public IEnumerable<(string, Parameter)> TrainableParameters() => _model.named_parameters();
+
+    public MicroStepResult MicroStep(long step, int micro, int microBatches)
+    {
+        int b = _c.Optim.BatchSize, t = _c.Model.BlockSize;
+        var offsets = _train.RandomOffsets(_c.Seed, step, micro * b, b, t);
+        var (x, y) = Windows(_train, offsets, t, _device);
+        var loss = Losses.CrossEntropy(_model.call(x), y);
+        return new MicroStepResult(loss, (long)b * t);
+    }
+
+    public IReadOnlyDictionary<string, double> Evaluate() =>
+        Perplexity.OnWindows(_model, _tok, _val, _evalOffsets, _c.Model.BlockSize, _c.Optim.BatchSize);
+
+    public void SaveModel(string dir) => HfCheckpoint.Write(dir, _model, _tok);
+
+    /// <summary>(x, y) = tokens[o : o+T], tokens[o+1 : o+T+1] for each offset: the shift happens here.</summary>
+    public static (Tensor X, Tensor Y) Windows(TokenStream s, IReadOnlyList<long> offsets, int t, Device device)
+    {
+        var buf = new long[offsets.Count * (t + 1)];
+        for (int r = 0; r < offsets.Count; r++)
+            for (int i = 0; i <= t; i++) buf[r * (t + 1) + i] = s.Tokens[offsets[r] + i];
+        var all = tensor(buf, new long[] { offsets.Count, t + 1 }, device: device);
+        return (all.narrow(1, 0, t), all.narrow(1, 1, t));
+    }
+
+    /// <summary>Loads the corpus, builds or resumes the tokenizer and model, trains, evaluates, writes the run directory.</summary>
+    public static Dictionary<string, object?> Run(PretrainConfig c, string outDir, bool resume, Action<string>? log = null,
+        Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
+    {
+        c.Validate("pretrain config");
+        TorchRuntime.ConfigureThreads(c.Deterministic, c.Threads);
+        TorchRuntime.Seed(c.Seed);
+        var device = TorchRuntime.ResolveDevice(c.Device);
+        var run = new RunDirectory(outDir);
+        bool resuming = resume && run.HasCheckpoint;
+        if (resume && !resuming) log?.Invoke($"no checkpoint in {run.ModelDir}: starting from scratch");
+        run.WriteConfig(c);
+
+        var paths = c.Data.Count > 0 ? c.Data : DemoCorpus(c.Cache);
+        var docs = TextCorpus.Load(paths);
+        var (trainDocs, valDocs) = TextCorpus.Split(docs, c.ValFraction, c.Seed);
+        log?.Invoke($"corpus: {docs.Count} documents ({trainDocs.Count} train, {valDocs.Count} validation) from {string.Join(", ", paths.Select(Path.GetFileName))}");
+
+        ITokenizer tok;
+        var tokDir = Path.Combine(run.Root, "tokenizer");
+        if (resuming) tok = TokenizerFiles.Load(run.ModelDir);
+        else if (c.Tokenizer.Path is { } tp) tok = TokenizerFiles.Load(tp);
+        else if (c.Tokenizer.Kind == "bpe")
+        {
+            log?.Invoke($"training a {c.Tokenizer.VocabSize}-id byte-level BPE on the training split");
+            tok = BpeTrainer.Train(trainDocs.Select(d => d.Text), c.Tokenizer.VocabSize, tokDir);
+        }
+        else tok = TokenizerFiles.Create(c.Tokenizer.Kind);
+
+        var train = TokenStream.Encode(trainDocs, tok);
+        var val = TokenStream.Encode(valDocs, tok);
+        log?.Invoke($"tokens: {train.Tokens.Length:N0} train ({train.Bytes / (double)train.Tokens.Length:F2} bytes/token), {val.Tokens.Length:N0} validation; tokenizer {tok.Kind}, {tok.VocabSize} ids");
+
+        Gpt model;
+        if (resuming)
+        {
+            (model, _, _) = HfCheckpoint.Load(run.ModelDir);
+            log?.Invoke($"resuming from {run.ModelDir}");
+        }
+        else
+        {
+            var mc = new GptConfig
+            {
+                VocabSize = tok.VocabSize, NPositions = c.Model.BlockSize, NEmbd = c.Model.NEmbd, NLayer = c.Model.NLayer, NHead = c.Model.NHead,
+                ResidPdrop = c.Model.Dropout, EmbdPdrop = c.Model.Dropout, AttnPdrop = c.Model.Dropout,
+                BosTokenId = tok.EosId(), EosTokenId = tok.EosId(),
+            };
+            model = new Gpt(mc);
+        }
+        if (device.type != DeviceType.CPU) model.to(device);
+        log?.Invoke($"model: {model.Config.NLayer} layers × {model.Config.NEmbd} wide, {model.Config.NHead} heads, context {model.Config.NPositions}, {model.Config.ParameterCount:N0} parameters");
+
+        var trainer = new Pretrainer(c, model, tok, train, val, device);
+        var final = TrainingLoop.Run(trainer, c.Optim, run, resuming, progress, cancel);
+
+        // Samples from the final model.
+        var samples = new List<(string Prompt, string Completion)>();
+        if (c.SampleTokens > 0)
+        {
+            var gen = new TextGenerator(model, tok);
+            foreach (var p in c.SamplePrompts)
+                samples.Add((p, gen.Complete(p, new SamplingOptions { MaxNewTokens = c.SampleTokens, Temperature = 0.8, TopK = 50, Seed = c.Seed }).Text));
+            Util.AtomicFile.WriteAllText(run.Path_("samples.txt"), string.Concat(samples.Select(s => $"### {s.Prompt}\n{s.Prompt}{s.Completion}\n\n")));
+        }
+        Plots.LossCurve(run.MetricsPath, run.Path_("loss.png"), "Pretraining loss");
+
+        var summary = new Dictionary<string, object?>
+        {
+            ["val_loss"] = final.GetValueOrDefault("val_loss"),
+            ["val_perplexity"] = final.GetValueOrDefault("val_perplexity"),
+            ["val_nats_per_byte"] = final.GetValueOrDefault("val_nats_per_byte"),
+            ["val_bits_per_byte"] = final.GetValueOrDefault("val_nats_per_byte") / Math.Log(2),
+            ["best_val_loss"] = final.GetValueOrDefault("best_val_loss"),
+            ["train_loss"] = final.GetValueOrDefault("train_loss"),
+            ["tokens_per_second"] = final.GetValueOrDefault("tokens_per_second"),
+            ["train_tokens"] = (long)final.GetValueOrDefault("train_tokens"),
+            ["steps"] = c.Optim.MaxSteps,
+            ["wall_seconds"] = final.GetValueOrDefault("wall_seconds"),
+            ["parameters"] = model.Config.ParameterCount,
+            ["tokenizer"] = tok.Kind,
+            ["vocab_size"] = tok.VocabSize,
+            ["bytes_per_token"] = train.Bytes / (double)train.Tokens.Length,
+            ["train_documents"] = trainDocs.Count,
+            ["val_documents"] = valDocs.Count,
+            ["val_tokens"] = val.Tokens.Length,
+            ["samples"] = samples.Select(s => new Dictionary<string, string> { ["prompt"] = s.Prompt, ["completion"] = s.Completion }).ToList(),
+        };
+        run.WriteSummary(summary);
+        return summary;
+    }
+
+    public static List<string> DemoCorpus(string? cache)
+    {
+        var corpora = Corpora.Open(cache);
+        return new List<string> { corpora.MobyDick, corpora.Sotu };
+    }
+}

@@ -1,0 +1,46 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using ChatForge.Util;
+
+namespace ChatForge.Training;
+
+/// <summary>
+/// A run directory: config.json (resolved), metrics.jsonl, summary.json, PNG plots, tensorboard/,
+/// model/ (latest checkpoint in HF layout, with training_state/ inside for --resume) and best/.
+/// </summary>
+public sealed class RunDirectory
+{
+    public string Root { get; }
+    public RunDirectory(string root) { Root = Path.GetFullPath(root); Directory.CreateDirectory(Root); }
+
+    public string ConfigPath => Path.Combine(Root, "config.json");
+    public string MetricsPath => Path.Combine(Root, "metrics.jsonl");
+    public string SummaryPath => Path.Combine(Root, "summary.json");
+    public string ModelDir => Path.Combine(Root, "model");
+    public string BestDir => Path.Combine(Root, "best");
+    public string TensorBoardDir => Path.Combine(Root, "tensorboard");
+    public string StateDir => Path.Combine(ModelDir, TrainingState.DirName);
+    public string Path_(string name) => Path.Combine(Root, name);
+
+    public bool HasCheckpoint
+    {
+        get { Util.AtomicFile.Recover(ModelDir); return File.Exists(Path.Combine(StateDir, TrainingState.StateFile)); }
+    }
+
+    public void WriteConfig<T>(T config) => AtomicFile.WriteAllText(ConfigPath, Json.Serialize(config));
+
+    public void WriteSummary(IReadOnlyDictionary<string, object?> summary)
+    {
+        var o = new JsonObject();
+        foreach (var (k, v) in summary)
+            o[k] = v is double d && !double.IsFinite(d) ? null : JsonSerializer.SerializeToNode(v);
+        AtomicFile.WriteAllText(SummaryPath, o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    }
+
+    public static Dictionary<string, JsonElement> ReadSummary(string path)
+    {
+        if (!File.Exists(path)) throw new ChatForgeException($"{path}: file not found");
+        try { return JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(File.ReadAllText(path))!; }
+        catch (JsonException e) { throw new ChatForgeException($"{path}: not valid JSON: {e.Message}", e); }
+    }
+}
