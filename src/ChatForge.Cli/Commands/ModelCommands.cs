@@ -11,8 +11,6 @@ public static class GenerateCommand
     public static int Run(string[] args, Ui ui)
     {
         var a = new Args(args, new[] { "model", "prompt", "max-new-tokens", "temperature", "top-k", "top-p", "seed", "device", "stop" });
-        var device = TorchRuntime.ResolveDevice(a.Get("device") ?? "auto");
-        var (model, tok, _) = HfCheckpoint.Load(a.Require("model"), device);
         var o = new SamplingOptions
         {
             MaxNewTokens = a.Int("max-new-tokens") ?? 128,
@@ -22,7 +20,9 @@ public static class GenerateCommand
             Seed = a.Long("seed"),
             StopStrings = a.Get("stop") is { } s ? new[] { s } : Array.Empty<string>(),
         };
+        o.Validate();
         var prompt = a.Require("prompt");
+        var (model, tok, _) = HfCheckpoint.Load(a.Require("model"), TorchRuntime.ResolveDevice(a.Get("device") ?? "auto"));
         var c = new TextGenerator(model, tok).Complete(prompt, o);
         if (c.PromptTruncated)
             ui.Log($"warning: the prompt was longer than the context; kept its last {c.PromptTokens} tokens");

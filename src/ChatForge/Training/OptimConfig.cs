@@ -31,7 +31,7 @@ public sealed record OptimConfig
     /// <summary>Steps between resumable checkpoints; 0 = only at the end.</summary>
     public int CheckpointInterval { get; init; } = 200;
 
-    public int Decay => DecaySteps ?? MaxSteps;
+    [System.Text.Json.Serialization.JsonIgnore] public int Decay => DecaySteps ?? MaxSteps;
 
     public void Validate(string source)
     {
