@@ -14,12 +14,16 @@ public static class CliApp
                    [--seed S] [--deterministic] [--device auto|cpu|cuda]
           generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
           score --model DIR --text TEXT
+          sft --model DIR [--data FILE...] [--lora [--lora-r R] [--lora-alpha A]] [--packing] --out DIR [--resume]
+          eval --model DIR [--format auto|chat|raw] [--out FILE.json]
+          chat --model DIR [--prompt TEXT] [--system TEXT]
+          selfinstruct --model DIR [--seeds FILE] [--n N] --out FILE.jsonl
           bench [--out FILE.json]
 
         Add --verbose to any verb for stack traces on errors.
         """;
 
-    public static int Run(string[] args, TextWriter? stdout = null, TextWriter? stderr = null)
+    public static int Run(string[] args, TextWriter? stdout = null, TextWriter? stderr = null, TextReader? stdin = null)
     {
         stdout ??= Console.Out;
         stderr ??= Console.Error;
@@ -37,6 +41,10 @@ public static class CliApp
                 "generate" => GenerateCommand.Run(rest, ui),
                 "score" => ScoreCommand.Run(rest, ui),
                 "bench" => BenchCommand.Run(rest, ui),
+                "sft" => SftCommand.Run(rest, ui),
+                "eval" => EvalCommand.Run(rest, ui),
+                "chat" => ChatCommand.Run(rest, ui, stdin ?? Console.In),
+                "selfinstruct" => SelfInstructCommand.Run(rest, ui),
                 _ => throw new ChatForgeException($"unknown verb '{args[0]}' (run `chatforge --help`)"),
             };
         }

@@ -13,6 +13,8 @@ public sealed class Ui
     {
         Out = stdout;
         Err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(stderr) });
+        // Not a terminal (a pipe, CI, a log file): no wrapping at 80 columns.
+        if (!Err.Profile.Capabilities.Interactive) Err.Profile.Width = 4096;
     }
 
     public void Log(string message) => Err.MarkupLine($"[grey]{Markup.Escape(message)}[/]");
@@ -48,6 +50,11 @@ public sealed class Ui
             });
         return result;
     }
+
+    /// <summary>A summary dictionary as a table (numbers and strings only).</summary>
+    public void Summary(string title, IReadOnlyDictionary<string, object?> summary) =>
+        Table(title, summary.Where(kv => kv.Value is double or long or int or string or bool)
+            .Select(kv => (kv.Key, kv.Value is double d ? d.ToString("G6", System.Globalization.CultureInfo.InvariantCulture) : Convert.ToString(kv.Value, System.Globalization.CultureInfo.InvariantCulture)!)));
 
     public void Table(string title, IEnumerable<(string Key, string Value)> rows)
     {

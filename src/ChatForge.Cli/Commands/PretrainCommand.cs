@@ -19,8 +19,7 @@ public static class PretrainCommand
         if (a.Get("cache") is { } cache) c = c with { Cache = cache };
         if (a.Int("threads") is { } th) c = c with { Threads = th };
         var summary = ui.Train("pretrain", c.Optim.MaxSteps, p => Pretrainer.Run(c, outDir, a.Flag("resume"), ui.Log, p));
-        ui.Table("pretraining", summary.Where(kv => kv.Value is double or long or int or string)
-            .Select(kv => (kv.Key, kv.Value is double d ? d.ToString("G6", CultureInfo.InvariantCulture) : Convert.ToString(kv.Value, CultureInfo.InvariantCulture)!)));
+        ui.Summary("pretraining", summary);
         if (summary["samples"] is List<Dictionary<string, string>> samples)
             foreach (var s in samples) ui.Out.WriteLine($"--- {s["prompt"]}{s["completion"]}");
         ui.Log($"model: {Path.Combine(Path.GetFullPath(outDir), "model")}");

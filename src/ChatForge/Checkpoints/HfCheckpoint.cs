@@ -29,11 +29,18 @@ public static class HfCheckpoint
     public static string ToHf(string name) => "transformer." + name;
 
     /// <summary>The model's weights under HF names, Conv1D tensors transposed to [in, out].</summary>
-    public static Dictionary<string, Tensor> HfStateDict(Gpt model)
+    public static Dictionary<string, Tensor> HfStateDict(Gpt model, bool mergeLora = false)
     {
+        var merged = new Dictionary<string, Tensor>();
+        if (mergeLora)
+            foreach (var (path, lin) in model.Linears())
+                if (lin.Adapter is { } a) merged[path + ".weight"] = (lin.weight.detach() + a.DeltaWeight().detach());
         var d = new Dictionary<string, Tensor>();
         foreach (var (name, p) in model.named_parameters())
-            d[ToHf(name)] = IsConv1D(name) ? p.detach().t() : p.detach();
+        {
+            var t = merged.TryGetValue(name, out var m) ? m : p.detach();
+            d[ToHf(name)] = IsConv1D(name) ? t.t() : t;
+        }
         return d;
     }
 
@@ -43,7 +50,7 @@ public static class HfCheckpoint
     /// such as a reward head's score.weight; <paramref name="configExtra"/> adds config.json keys.
     /// </summary>
     public static void Write(string dir, Gpt model, ITokenizer tokenizer, IReadOnlyDictionary<string, Tensor>? extra = null,
-                             JsonObject? configExtra = null, GenerationDefaults? generation = null)
+                             JsonObject? configExtra = null, GenerationDefaults? generation = null, bool mergeLora = false)
     {
         Directory.CreateDirectory(dir);
         var config = model.Config.ToHuggingFace();
@@ -51,7 +58,7 @@ public static class HfCheckpoint
             foreach (var (k, v) in configExtra) config[k] = v?.DeepClone();
         var o = new JsonSerializerOptions { WriteIndented = true };
         AtomicFile.WriteAllText(Path.Combine(dir, ConfigFile), config.ToJsonString(o));
-        var tensors = HfStateDict(model);
+        var tensors = HfStateDict(model, mergeLora);
         if (extra is not null) foreach (var (k, v) in extra) tensors[k] = v.detach();
         SafeTensors.Save(Path.Combine(dir, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         tokenizer.Save(dir);

@@ -49,47 +49,50 @@ public sealed class TextGenerator
 
         bool wasTraining = _model.training;
         _model.eval();
-        using var noGrad = no_grad();
+        using var inference = inference_mode();
         using var cache = useCache ? new KvCache(_model.Config, b, _device) : null;
         using var outer = NewDisposeScope();
 
-        // Left-pad: (B, L) ids, a key mask (true = real token) and positions counted from each row's first real token.
-        var ids = new long[b * promptLen];
-        var real = new bool[b * promptLen];
+        // Left-pad into a buffer that also has room for the new tokens: ids (B, L+N), a key mask
+        // (true = real token; the new positions are real) and positions counted from each row's first real token.
+        int total = promptLen + maxNew;
+        var ids = new long[b * total];
+        var real = new bool[b * total];
         bool anyPad = false;
         for (int r = 0; r < b; r++)
         {
             int pad = promptLen - trimmed[r].Length;
             anyPad |= pad > 0;
-            for (int i = 0; i < promptLen; i++)
+            for (int i = 0; i < total; i++)
             {
-                ids[r * promptLen + i] = i < pad ? _tok.EosId() : trimmed[r][i - pad];
-                real[r * promptLen + i] = i >= pad;
+                ids[r * total + i] = i < pad ? _tok.EosId() : i < promptLen ? trimmed[r][i - pad] : 0;
+                real[r * total + i] = i >= pad;
             }
         }
-        var seq = tensor(ids, new long[] { b, promptLen }, device: _device).MoveToOuterDisposeScope();
-        var keyMask = tensor(real, new long[] { b, promptLen }, device: _device).MoveToOuterDisposeScope();
+        var seq = tensor(ids, new long[] { b, total }, device: _device);
+        var keyMask = tensor(real, new long[] { b, total }, device: _device);
+        var allPositions = (keyMask.to(ScalarType.Int64).cumsum(1) - 1).clamp_min(0);   // (B, L+N)
 
+        int len = promptLen;
         for (int step = 0; step < maxNew; step++)
         {
             using var scope = NewDisposeScope();
-            Tensor logits;
-            var positions = (keyMask.to(ScalarType.Int64).cumsum(1) - 1).clamp_min(0);
+            Tensor hidden;
             if (cache is null || step == 0)
             {
-                // Full sequence (prefill, or recomputation without a cache).
-                var mask = anyPad ? PaddedCausalMask(keyMask) : null;
-                logits = _model.Logits(_model.Hidden(seq, positions, mask, cache).select(1, -1));
+                // The whole sequence so far (prefill, or recomputation without a cache).
+                var km = keyMask.narrow(1, 0, len);
+                hidden = _model.Hidden(seq.narrow(1, 0, len), allPositions.narrow(1, 0, len), anyPad ? PaddedCausalMask(km) : null, cache);
             }
             else
             {
-                var last = seq.narrow(1, seq.shape[1] - 1, 1);
-                var pos = positions.narrow(1, positions.shape[1] - 1, 1);
-                var mask = anyPad ? keyMask.unsqueeze(1).unsqueeze(1) : null; // (B, 1, 1, Lk)
-                logits = _model.Logits(_model.Hidden(last, pos, mask, cache).select(1, -1));
+                // One new token per row; it may attend to every cached real position.
+                var mask = anyPad ? keyMask.narrow(1, 0, len).unsqueeze(1).unsqueeze(1) : null; // (B, 1, 1, Lk)
+                hidden = _model.Hidden(seq.narrow(1, len - 1, 1), allPositions.narrow(1, len - 1, 1), mask, cache);
             }
+            var logits = _model.Logits(hidden.select(1, -1));
             var next = Sample(logits, o, gen);                                  // (B)
-            var nextIds = next.data<long>().ToArray();
+            var nextIds = next.cpu().data<long>().ToArray();
             for (int r = 0; r < b; r++)
             {
                 if (finish[r] is not null) continue;
@@ -112,11 +115,8 @@ public sealed class TextGenerator
                 }
             }
             if (finish.All(f => f is not null)) break;
-            var newSeq = cat(new[] { seq, next.unsqueeze(1) }, 1).MoveToOuterDisposeScope();
-            var newMask = cat(new[] { keyMask, ones(b, 1, dtype: ScalarType.Bool, device: _device) }, 1).MoveToOuterDisposeScope();
-            seq.Dispose(); keyMask.Dispose();
-            seq = newSeq; keyMask = newMask;
-            if (cache is null && seq.shape[1] > ctx) throw new InvalidOperationException("context overflow");
+            seq.narrow(1, len, 1).copy_(next.unsqueeze(1));
+            len++;
         }
         if (wasTraining) _model.train();
 

@@ -14,16 +14,16 @@ namespace ChatForge.Modeling;
 /// <summary>Multi-head causal self-attention through scaled_dot_product_attention, with an optional KV cache.</summary>
 public sealed class CausalSelfAttention : nn.Module
 {
-    [ComponentName(Name = "c_attn")] internal nn.Module<Tensor, Tensor> CAttn;
-    [ComponentName(Name = "c_proj")] internal nn.Module<Tensor, Tensor> CProj;
+    [ComponentName(Name = "c_attn")] internal readonly GptLinear CAttn;
+    [ComponentName(Name = "c_proj")] internal readonly GptLinear CProj;
     [ComponentName(Name = "resid_dropout")] readonly Dropout _residDropout;
     readonly int _nHead;
     readonly double _attnPdrop;
 
     public CausalSelfAttention(GptConfig c) : base("attn")
     {
-        CAttn = nn.Linear(c.NEmbd, 3 * c.NEmbd);
-        CProj = nn.Linear(c.NEmbd, c.NEmbd);
+        CAttn = new GptLinear(c.NEmbd, 3 * c.NEmbd);
+        CProj = new GptLinear(c.NEmbd, c.NEmbd);
         _residDropout = nn.Dropout(c.ResidPdrop);
         _nHead = c.NHead;
         _attnPdrop = c.AttnPdrop;
@@ -54,14 +54,14 @@ public sealed class CausalSelfAttention : nn.Module
 /// <summary>Feed-forward: Linear → tanh-GELU → Linear.</summary>
 public sealed class Mlp : nn.Module<Tensor, Tensor>
 {
-    [ComponentName(Name = "c_fc")] internal nn.Module<Tensor, Tensor> CFc;
-    [ComponentName(Name = "c_proj")] internal nn.Module<Tensor, Tensor> CProj;
+    [ComponentName(Name = "c_fc")] internal readonly GptLinear CFc;
+    [ComponentName(Name = "c_proj")] internal readonly GptLinear CProj;
     [ComponentName(Name = "dropout")] readonly Dropout _dropout;
 
     public Mlp(GptConfig c) : base("mlp")
     {
-        CFc = nn.Linear(c.NEmbd, c.Inner);
-        CProj = nn.Linear(c.Inner, c.NEmbd);
+        CFc = new GptLinear(c.NEmbd, c.Inner);
+        CProj = new GptLinear(c.Inner, c.NEmbd);
         _dropout = nn.Dropout(c.ResidPdrop);
         RegisterComponents();
     }
@@ -118,6 +118,19 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>
     }
 
     public IReadOnlyList<Block> Blocks => _h.ToList();
+
+    /// <summary>Every linear layer by its Hugging Face module path (h.0.attn.c_attn, …), for LoRA.</summary>
+    public IEnumerable<(string Path, GptLinear Linear)> Linears()
+    {
+        for (int i = 0; i < _h.Count; i++)
+        {
+            var b = _h[i];
+            yield return ($"h.{i}.attn.c_attn", b.Attn.CAttn);
+            yield return ($"h.{i}.attn.c_proj", b.Attn.CProj);
+            yield return ($"h.{i}.mlp.c_fc", b.Mlp.CFc);
+            yield return ($"h.{i}.mlp.c_proj", b.Mlp.CProj);
+        }
+    }
     public Parameter TokenEmbedding => _wte.weight!;
 
     /// <summary>GPT-2's init: N(0, 0.02) weights, zero biases, residual projections scaled by 1/√(2·n_layer).</summary>

@@ -45,7 +45,8 @@ public sealed class Pretrainer : ITrainable
     public IReadOnlyDictionary<string, double> Evaluate() =>
         Perplexity.OnWindows(_model, _tok, _val, _evalOffsets, _c.Model.BlockSize, _c.Optim.BatchSize);
 
-    public void SaveModel(string dir) => HfCheckpoint.Write(dir, _model, _tok);
+    public void SaveModel(string dir) =>
+        HfCheckpoint.Write(dir, _model, _tok, configExtra: new System.Text.Json.Nodes.JsonObject { ["chatforge"] = new System.Text.Json.Nodes.JsonObject { ["stage"] = "pretrain" } });
 
     /// <summary>(x, y) = tokens[o : o+T], tokens[o+1 : o+T+1] for each offset: the shift happens here.</summary>
     public static (Tensor X, Tensor Y) Windows(TokenStream s, IReadOnlyList<long> offsets, int t, Device device)
@@ -70,9 +71,15 @@ public sealed class Pretrainer : ITrainable
         if (resume && !resuming) log?.Invoke($"no checkpoint in {run.ModelDir}: starting from scratch");
         run.WriteConfig(c);
 
-        var paths = c.Data.Count > 0 ? c.Data : DemoCorpus(c.Cache);
+        var paths = c.Data.Count > 0 ? c.Data : DemoCorpus(c.Cache, log);
         var docs = TextCorpus.Load(paths);
         var (trainDocs, valDocs) = TextCorpus.Split(docs, c.ValFraction, c.Seed);
+        if (c.Data.Count == 0 && c.CapitalStatements > 0)
+        {
+            // Knowledge for the instruction-tuning stage: every state's capital, in statement form, in the training split.
+            var states = DemoTasks.LoadCapitals(OpenCorpora(c.Cache).StatesCapitals);
+            trainDocs.Add(DemoTasks.CapitalStatements(states, c.CapitalStatements, c.Seed));
+        }
         log?.Invoke($"corpus: {docs.Count} documents ({trainDocs.Count} train, {valDocs.Count} validation) from {string.Join(", ", paths.Select(Path.GetFileName))}");
 
         ITokenizer tok;
@@ -148,9 +155,14 @@ public sealed class Pretrainer : ITrainable
         return summary;
     }
 
-    public static List<string> DemoCorpus(string? cache)
+    /// <summary>The demo corpora, fetched into the cache on first use.</summary>
+    public static Corpora OpenCorpora(string? cache, Action<string>? log = null) =>
+        Corpora.IsFetched(cache) ? Corpora.Open(cache) : Corpora.Fetch(cache, log: log);
+
+    /// <summary>Moby-Dick and the State of the Union addresses, fetched into the cache on first use.</summary>
+    public static List<string> DemoCorpus(string? cache, Action<string>? log = null)
     {
-        var corpora = Corpora.Open(cache);
+        var corpora = OpenCorpora(cache, log);
         return new List<string> { corpora.MobyDick, corpora.Sotu };
     }
 }

@@ -6,8 +6,13 @@ using static TorchSharp.torch;
 
 namespace ChatForge.Training;
 
-/// <summary>One micro-batch's result: its mean loss (a scalar with grad), tokens processed, and extra metrics.</summary>
-public sealed record MicroStepResult(Tensor Loss, long Tokens, IReadOnlyDictionary<string, double>? Metrics = null);
+/// <summary>
+/// One micro-batch's result: its loss (a scalar with grad), tokens processed, and extra metrics.
+/// <paramref name="LossScale"/> is what the loss is multiplied by before backward (and summed into
+/// the step's logged loss): null means 1/grad_accum (each micro-batch a mean over equally many items);
+/// trainers whose micro-batches differ in size return loss = sum / step total and scale 1.
+/// </summary>
+public sealed record MicroStepResult(Tensor Loss, long Tokens, IReadOnlyDictionary<string, double>? Metrics = null, double? LossScale = null);
 
 /// <summary>What a trainer plugs into <see cref="TrainingLoop"/>: the model, one micro-step, evaluation, saving.</summary>
 public interface ITrainable
@@ -37,6 +42,9 @@ public sealed record TrainingProgress(long Step, long MaxSteps, double Loss, dou
 /// </summary>
 public sealed class TrainingLoop
 {
+    /// <summary>Steps between returning freed native memory to the OS (see TorchRuntime.TrimNativeHeap).</summary>
+    public const int TrimEvery = 20;
+
     public static AdamW CreateOptimizer(IEnumerable<(string Name, Parameter Param)> parameters, OptimConfig o)
     {
         var list = parameters.ToList();
@@ -84,8 +92,9 @@ public sealed class TrainingLoop
                 for (int m = 0; m < o.GradAccum; m++)
                 {
                     var r = task.MicroStep(step, m, o.GradAccum);
-                    (r.Loss / o.GradAccum).backward();
-                    lossSum += r.Loss.item<float>();
+                    double scale = r.LossScale ?? 1.0 / o.GradAccum;
+                    (r.Loss * scale).backward();
+                    lossSum += r.Loss.item<float>() * scale;
                     tokens += r.Tokens;
                     if (r.Metrics is not null)
                         foreach (var (k, v) in r.Metrics) extraSums[k] = extraSums.GetValueOrDefault(k) + v;
@@ -93,7 +102,8 @@ public sealed class TrainingLoop
                 gradNorm = o.GradClip > 0 ? nn.utils.clip_grad_norm_(parameters, o.GradClip) : GradNorm(parameters);
                 optimizer.step();
             }
-            lastLoss = lossSum / o.GradAccum;
+            lastLoss = lossSum;
+            if ((step + 1) % TrimEvery == 0) Native.TorchRuntime.TrimNativeHeap();
             if (!double.IsFinite(lastLoss))
                 throw new ChatForgeException($"training diverged at step {step}: loss is {lastLoss} (lower learning_rate, or check the data)");
             long done = step + 1;
@@ -123,6 +133,7 @@ public sealed class TrainingLoop
                 using (no_grad())
                 using (NewDisposeScope())
                     lastEval = task.Evaluate();
+                Native.TorchRuntime.TrimNativeHeap();
                 foreach (var (k, v) in lastEval) metrics[k] = v;
                 if (lastEval.TryGetValue(task.BestMetric, out var score) && score < best)
                 {

@@ -1,0 +1,55 @@
+using ChatForge.Tokenization;
+
+namespace ChatForge.Data;
+
+/// <summary>
+/// The demo's instruction data and its held-out evaluation sets, built from the real corpora. The
+/// held-out entities are chosen with a fixed task seed (not the run seed), so every model — base, SFT,
+/// aligned — is evaluated on the same held-out states, words and messages.
+/// </summary>
+public sealed record DemoSuite(
+    IReadOnlyList<StateCapital> States,
+    IReadOnlyList<StateCapital> SeenStates,
+    IReadOnlyList<StateCapital> HeldOutStates,
+    IReadOnlyList<LabeledWord> TrainWords,
+    IReadOnlyList<LabeledWord> HeldOutWords,
+    IReadOnlyList<Email> TrainEmails,
+    IReadOnlyList<Email> HeldOutEmails,
+    List<SftExample> Train,
+    List<SftExample> Validation)
+{
+    public const long TaskSeed = 2024;
+    public const int HeldOutStateCount = 10;
+
+    public static DemoSuite Build(Corpora c, int sentimentExamples = 1200, int spamExamples = 1200, int conversations = 400,
+                                  int heldOutWords = 200, int heldOutEmails = 200)
+    {
+        var states = DemoTasks.LoadCapitals(c.StatesCapitals);
+        var (seen, held) = DemoTasks.SplitStates(states, HeldOutStateCount, TaskSeed);
+
+        var words = DemoTasks.LoadAfinn(c.Afinn).Where(w => w.Valence != 0 && !w.Word.Contains(' ')).ToList();
+        var orderedWords = words.OrderBy(w => DemoTasks.Unit(TaskSeed, "word:" + w.Word)).ToList();
+        var heldWords = orderedWords.Take(heldOutWords).ToList();
+        var trainWords = orderedWords.Skip(heldOutWords).ToList();
+
+        // Balanced spam/ham; held-out messages first.
+        var emails = DemoTasks.LoadSpam(c.SpamAssassin).Where(e => e.Body.Length > 0 || e.Subject.Length > 0)
+            .OrderBy(e => DemoTasks.Unit(TaskSeed, "email:" + e.Id)).ToList();
+        var spam = emails.Where(e => e.Spam).ToList();
+        var ham = emails.Where(e => !e.Spam).ToList();
+        var heldEmails = spam.Take(heldOutEmails / 2).Concat(ham.Take(heldOutEmails / 2)).ToList();
+        var trainEmails = spam.Skip(heldOutEmails / 2).Take(spamExamples / 2).Concat(ham.Skip(heldOutEmails / 2).Take(spamExamples / 2)).ToList();
+
+        var all = new List<SftExample>();
+        all.AddRange(DemoTasks.CapitalsQa(seen));
+        all.AddRange(DemoTasks.WordSentiment(trainWords.Take(sentimentExamples), TaskSeed));
+        all.AddRange(DemoTasks.SpamClassification(trainEmails));
+        all.AddRange(DemoTasks.Conversations(seen, trainWords, conversations, TaskSeed));
+        // 5% of the instruction data is held out for the response-token loss (validation).
+        var train = all.Where(e => DemoTasks.Unit(TaskSeed, "sft:" + Key(e)) >= 0.05).ToList();
+        var val = all.Where(e => DemoTasks.Unit(TaskSeed, "sft:" + Key(e)) < 0.05).ToList();
+        return new DemoSuite(states, seen, held, trainWords, heldWords, trainEmails, heldEmails, train, val);
+    }
+
+    static string Key(SftExample e) => e.Messages is { } m ? string.Join("\u0001", m.Select(x => x.Role + ":" + x.Content)) : e.Text ?? "";
+}

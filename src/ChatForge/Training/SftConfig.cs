@@ -1,0 +1,60 @@
+using ChatForge.Modeling;
+
+namespace ChatForge.Training;
+
+/// <summary>Instruction tuning (SFT): cross-entropy on the assistant's tokens only.</summary>
+public sealed record SftConfig
+{
+    /// <summary>The pretrained model directory to start from.</summary>
+    public string Model { get; init; } = "";
+    /// <summary>SFT data: JSONL files in TRL's formats; empty means the demo's instruction mixture.</summary>
+    public List<string> Data { get; init; } = new();
+    /// <summary>Held-out data for the validation loss; empty means a 5% split of the data.</summary>
+    public List<string> ValData { get; init; } = new();
+    public string? Cache { get; init; }
+    /// <summary>Sequence length; null means the model's context. Longer records are truncated (README: the rule).</summary>
+    public int? MaxLength { get; init; }
+    /// <summary>Pack several examples into each row (block-diagonal attention, positions restart per example).</summary>
+    public bool Packing { get; init; }
+    /// <summary>LoRA instead of full fine-tuning (null: full).</summary>
+    public LoraConfig? Lora { get; init; }
+    public OptimConfig Optim { get; init; } = new()
+    {
+        MaxSteps = 600, BatchSize = 16, LearningRate = 5e-4, MinLr = 5e-5, WarmupSteps = 30,
+        EvalInterval = 100, CheckpointInterval = 100, LogInterval = 10, WeightDecay = 0.0,
+    };
+    /// <summary>Validation examples per evaluation.</summary>
+    public int EvalExamples { get; init; } = 256;
+    /// <summary>Run the task evaluation (capitals, spam, sentiment) on the final model.</summary>
+    public bool EvalTasks { get; init; } = true;
+    public long Seed { get; init; } = 1337;
+    public bool Deterministic { get; init; }
+    public string Device { get; init; } = "auto";
+    public int? Threads { get; init; }
+
+    public void Validate(string source)
+    {
+        if (string.IsNullOrEmpty(Model)) throw new ChatForgeException($"{source}: 'model' (the pretrained model directory, --model) is required");
+        if (MaxLength is < 8) throw new ChatForgeException($"{source}: 'max_length' = {MaxLength} is out of range (≥ 8)");
+        if (EvalExamples < 1) throw new ChatForgeException($"{source}: 'eval_examples' = {EvalExamples} is out of range (≥ 1)");
+        Lora?.Validate(source);
+        Optim.Validate(source);
+    }
+
+    public static SftConfig Demo => new();
+
+    public static SftConfig Tiny => new()
+    {
+        Optim = new OptimConfig { MaxSteps = 20, BatchSize = 4, LearningRate = 3e-3, MinLr = 3e-4, WarmupSteps = 2, EvalInterval = 10, CheckpointInterval = 10, LogInterval = 5, WeightDecay = 0 },
+        EvalExamples = 16,
+        EvalTasks = false,
+    };
+
+    public static SftConfig Load(string? preset, string? file)
+    {
+        var p = preset switch { null or "demo" => Demo, "tiny" => Tiny, _ => throw new ChatForgeException($"unknown preset '{preset}' (tiny, demo)") };
+        if (file is null) return p;
+        if (!File.Exists(file)) throw new ChatForgeException($"{file}: file not found");
+        return ConfigMerge.Overlay(p, File.ReadAllText(file), file);
+    }
+}

@@ -1,0 +1,143 @@
+using ChatForge.Checkpoints;
+using ChatForge.Data;
+using ChatForge.Generation;
+using ChatForge.Modeling;
+using ChatForge.Tests.Support;
+using ChatForge.Tokenization;
+using ChatForge.Training;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace ChatForge.Tests.Sft;
+
+public class SftTrainerTests
+{
+    static string Data(TempDir d)
+    {
+        var ex = new List<SftExample>();
+        foreach (var (s, c) in FakeCorpora.States)
+        {
+            ex.Add(SftExample.PromptCompletion($"What is the capital of {s}?", $"The capital of {s} is {c}."));
+            ex.Add(SftExample.Chat(new ChatMessage("user", $"Let's talk about {s}."), new ChatMessage("assistant", $"Sure, {s}."),
+                                   new ChatMessage("user", "What is its capital?"), new ChatMessage("assistant", $"The capital of {s} is {c}.")));
+        }
+        var path = d["sft.jsonl"];
+        SftData.Write(path, ex);
+        return path;
+    }
+
+    static SftConfig Config(string baseDir, string data, int steps = 12) => SftConfig.Tiny with
+    {
+        Model = baseDir, Data = new() { data }, Deterministic = true,
+        Optim = SftConfig.Tiny.Optim with { MaxSteps = steps, EvalInterval = 6, CheckpointInterval = 6, LogInterval = 1 },
+    };
+
+    [Fact]
+    public void Full_fine_tuning_changes_every_parameter_and_lowers_the_response_loss()
+    {
+        using var d = new TempDir();
+        var baseDir = TinyBase.Create(d["base"]);
+        var summary = SftTrainer.Run(Config(baseDir, Data(d), 30), d["run"], false);
+        var (before, _, _) = HfCheckpoint.Load(baseDir);
+        var (after, _, _) = HfCheckpoint.Load(d["run/model"]);
+        var a = after.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in before.named_parameters())
+            Assert.False(p.equal(a[name]).all().item<bool>(), $"{name} did not change");
+        var metrics = MetricsLog.Read(d["run/metrics.jsonl"]);
+        Assert.True(metrics[^1]["val_loss"] < metrics.First(m => m.ContainsKey("val_loss"))["val_loss"]);
+        Assert.Contains("\"stage\": \"sft\"", File.ReadAllText(d["run/model/config.json"]));
+        Assert.Equal(0, (int)summary["truncated_answers"]!);
+    }
+
+    [Fact]
+    public void Lora_trains_only_the_adapters_and_the_merged_model_matches_base_plus_adapter()
+    {
+        using var d = new TempDir();
+        var baseDir = TinyBase.Create(d["base"]);
+        var c = Config(baseDir, Data(d), 15) with { Lora = new LoraConfig { R = 4, LoraAlpha = 8, LoraDropout = 0, TargetModules = new() { "c_attn", "c_fc" } } };
+        SftTrainer.Run(c, d["run"], false);
+
+        // PEFT layout and names.
+        var adapter = d["run/adapter"];
+        Assert.True(File.Exists(Path.Combine(adapter, "adapter_config.json")));
+        var tensors = SafeTensors.Load(Path.Combine(adapter, "adapter_model.safetensors"));
+        Assert.Equal(2 * 2 * 2, tensors.Count); // 2 layers × 2 targets × (A, B)
+        Assert.Equal(new long[] { 4, 32 }, tensors["base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"].shape);
+        Assert.Equal(new long[] { 96, 4 }, tensors["base_model.model.transformer.h.0.attn.c_attn.lora_B.weight"].shape);
+        Assert.Equal(new long[] { 128, 4 }, tensors["base_model.model.transformer.h.1.mlp.c_fc.lora_B.weight"].shape);
+        Assert.False(tensors["base_model.model.transformer.h.1.mlp.c_fc.lora_B.weight"].eq(0).all().item<bool>(), "lora_B was not trained");
+
+        // Base + adapter (the training-time path) equals the merged export.
+        var (withAdapter, tok, _) = HfCheckpoint.Load(baseDir);
+        Lora.Load(adapter, withAdapter);
+        var (merged, _, _) = HfCheckpoint.Load(d["run/model"]);
+        var (plainBase, _, _) = HfCheckpoint.Load(baseDir);
+        withAdapter.eval(); merged.eval(); plainBase.eval();
+        var x = tensor(tok.Encode("What is the capital of Ohio?").Select(i => (long)i).ToArray()).unsqueeze(0);
+        using var _ = no_grad();
+        Assert.True(withAdapter.call(x).allclose(merged.call(x), 1e-4, 1e-5));
+        Assert.False(plainBase.call(x).allclose(merged.call(x), 1e-4, 1e-5));
+
+        // The base weights inside the adapted model never moved: merging differs from base only where adapters are.
+        var mergedParams = merged.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in plainBase.named_parameters())
+        {
+            bool adapted = name.EndsWith("c_attn.weight", StringComparison.Ordinal) || name.EndsWith("c_fc.weight", StringComparison.Ordinal);
+            Assert.Equal(!adapted, p.equal(mergedParams[name]).all().item<bool>());
+        }
+    }
+
+    [Fact]
+    public void Sft_gradient_accumulation_1x8_and_8x1_give_the_same_loss_curve()
+    {
+        using var d = new TempDir();
+        var baseDir = TinyBase.Create(d["base"]);
+        var c = Config(baseDir, Data(d), 5);
+        SftTrainer.Run(c with { Optim = c.Optim with { BatchSize = 8, GradAccum = 1, EvalInterval = 0 } }, d["a"], false);
+        SftTrainer.Run(c with { Optim = c.Optim with { BatchSize = 1, GradAccum = 8, EvalInterval = 0 } }, d["b"], false);
+        var a = MetricsLog.Read(d["a/metrics.jsonl"]).Select(m => m["loss"]).ToArray();
+        var b = MetricsLog.Read(d["b/metrics.jsonl"]).Select(m => m["loss"]).ToArray();
+        Assert.Equal(5, a.Length);
+        for (int i = 0; i < a.Length; i++) Assert.Equal(a[i], b[i], 4);
+    }
+
+    [Fact]
+    public void Resumed_sft_run_matches_an_uninterrupted_one()
+    {
+        using var d = new TempDir();
+        var baseDir = TinyBase.Create(d["base"]);
+        var data = Data(d);
+        // The same schedule (decay over 12 steps) for all three; the interrupted run stops at 6.
+        SftConfig C(int steps) { var c = Config(baseDir, data, steps); return c with { Optim = c.Optim with { DecaySteps = 12, CheckpointInterval = 3 } }; }
+        SftTrainer.Run(C(12), d["full"], false);
+        SftTrainer.Run(C(6), d["part"], false);
+        SftTrainer.Run(C(12), d["part"], true);
+        Assert.Equal(File.ReadAllBytes(d["full/model/model.safetensors"]), File.ReadAllBytes(d["part/model/model.safetensors"]));
+    }
+
+    [Fact]
+    public void Chat_session_drops_the_oldest_turns_to_fit_the_context()
+    {
+        using var d = new TempDir();
+        var (m, tok, _) = HfCheckpoint.Load(TinyBase.Create(d["base"]));
+        var s = new ChatSession(m, tok, new SamplingOptions { Temperature = 0, MaxNewTokens = 16 });
+        for (int i = 0; i < 6; i++) string.Concat(s.Ask($"Turn number {i} says hello."));
+        Assert.True(s.DroppedMessages > 0);
+        Assert.Equal("Turn number 5 says hello.", s.History[^2].Content);
+        Assert.True(ChatTemplate.Encode(tok, s.History.Take(s.History.Count - 1).ToList(), true).Ids.Length <= 128);
+        s.Reset();
+        Assert.Empty(s.History);
+    }
+
+    [Fact]
+    public void Self_instruct_reports_what_it_kept_and_why_it_dropped_the_rest()
+    {
+        using var d = new TempDir();
+        var (m, tok, _) = HfCheckpoint.Load(TinyBase.Create(d["base"]));
+        var seeds = SftData.Load(Data(d));
+        var (kept, report) = SelfInstruct.Run(new TextGenerator(m, tok), tok, seeds, 8, 1);
+        Assert.Equal(8, report.Generated);
+        Assert.Equal(report.Generated, report.Kept + report.Dropped.Values.Sum());
+        Assert.Equal(report.Kept, kept.Count);
+    }
+}
