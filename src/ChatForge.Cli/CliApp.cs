@@ -18,6 +18,13 @@ public static class CliApp
           eval --model DIR [--format auto|chat|raw] [--out FILE.json]
           chat --model DIR [--prompt TEXT] [--system TEXT]
           selfinstruct --model DIR [--seeds FILE] [--n N] --out FILE.jsonl
+          preferences --model DIR [--task sentiment|capitals|harmless] [--k K] [--prompts N] [--noise S] --out FILE.jsonl [--pairs FILE.jsonl]
+          reward --sft DIR [--data FILE...] --out DIR [--resume]
+          rate --model RM --prompt TEXT --response TEXT [--chat]
+          bon --policy DIR --reward RM --n N [--prompt TEXT | --out DIR]
+          ppo --sft DIR --reward RM [--prompts FILE...] --out DIR [--iterations N] [--beta B] [--adaptive-kl TARGET]
+              [--ptx-coef G] [--rounds R] [--resume]
+          dpo --sft DIR [--data FILE...] --out DIR [--beta B] [--loss-type sigmoid|ipo] [--label-smoothing E] [--resume]
           bench [--out FILE.json]
 
         Add --verbose to any verb for stack traces on errors.
@@ -45,6 +52,12 @@ public static class CliApp
                 "eval" => EvalCommand.Run(rest, ui),
                 "chat" => ChatCommand.Run(rest, ui, stdin ?? Console.In),
                 "selfinstruct" => SelfInstructCommand.Run(rest, ui),
+                "preferences" => PreferencesCommand.Run(rest, ui),
+                "reward" => RewardCommand.Run(rest, ui),
+                "rate" => RateCommand.Run(rest, ui),
+                "bon" => BonCommand.Run(rest, ui),
+                "ppo" => PpoCommand.Run(rest, ui),
+                "dpo" => DpoCommand.Run(rest, ui),
                 _ => throw new ChatForgeException($"unknown verb '{args[0]}' (run `chatforge --help`)"),
             };
         }

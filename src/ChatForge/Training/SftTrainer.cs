@@ -31,6 +31,7 @@ public sealed class SftTrainer : ITrainable
     readonly List<PackedRow> _rows;
     readonly List<EncodedExample> _val;
     readonly Device _device;
+    readonly EpochSampler _sampler;
     long _countStep = -1;
     double _stepCount;
 
@@ -39,6 +40,7 @@ public sealed class SftTrainer : ITrainable
         _c = c; _model = model; _tok = tok; _rows = rows; _val = val;
         _device = model.TokenEmbedding.device;
         if (rows.Count == 0) throw new ChatForgeException("no SFT training examples");
+        _sampler = new EpochSampler(rows.Count, c.Seed, c.Optim.BatchSize * c.Optim.GradAccum);
     }
 
     public nn.Module Model => _model;
@@ -47,30 +49,8 @@ public sealed class SftTrainer : ITrainable
     public IEnumerable<(string, Parameter)> TrainableParameters() =>
         Lora.HasAdapters(_model) ? Lora.Parameters(_model) : _model.named_parameters();
 
-    /// <summary>Row indices for positions [first, first+count) of step <paramref name="step"/>: an epoch-wise seeded shuffle.</summary>
-    public int[] RowIndices(long step, int first, int count)
-    {
-        int perStep = _c.Optim.BatchSize * _c.Optim.GradAccum;
-        var result = new int[count];
-        for (int i = 0; i < count; i++)
-        {
-            long pos = step * perStep + first + i;
-            long epoch = pos / _rows.Count;
-            result[i] = Permutation(epoch)[pos % _rows.Count];
-        }
-        return result;
-    }
-
-    readonly Dictionary<long, int[]> _perms = new();
-    int[] Permutation(long epoch)
-    {
-        if (_perms.TryGetValue(epoch, out var p)) return p;
-        p = Enumerable.Range(0, _rows.Count).ToArray();
-        var rng = new Random((int)(TokenStream.Mix((ulong)_c.Seed, (ulong)epoch) & 0x7fffffff));
-        rng.Shuffle(p);
-        if (_perms.Count > 4) _perms.Clear();
-        return _perms[epoch] = p;
-    }
+    /// <summary>Row indices for positions [first, first+count) of step <paramref name="step"/>.</summary>
+    public int[] RowIndices(long step, int first, int count) => _sampler.Indices(step, first, count);
 
     public MicroStepResult MicroStep(long step, int micro, int microBatches)
     {

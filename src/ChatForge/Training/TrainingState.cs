@@ -18,6 +18,7 @@ public sealed record TrainingState
     public const string StateFile = "state.json";
     const string OptimizerFile = "optimizer.bin";
     const string RngFile = "rng.safetensors";
+    const string SecondOptimizerFile = "optimizer2.bin";
 
     /// <summary>Optimizer steps completed; the next step to run. Batches are a function of the step, so this is also the data position.</summary>
     public long Step { get; init; }
@@ -34,7 +35,7 @@ public sealed record TrainingState
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
-    public void Save(string dir, TorchSharp.Modules.OptimizerHelper? optimizer)
+    public void Save(string dir, TorchSharp.Modules.OptimizerHelper? optimizer, TorchSharp.Modules.OptimizerHelper? second = null)
     {
         Directory.CreateDirectory(dir);
         File.WriteAllText(Path.Combine(dir, StateFile), JsonSerializer.Serialize(this, Options));
@@ -44,25 +45,38 @@ public sealed record TrainingState
             using var w = new BinaryWriter(fs);
             optimizer.save_state_dict(w);
         }
+        if (second is not null)
+        {
+            using var fs = File.Create(Path.Combine(dir, SecondOptimizerFile));
+            using var w = new BinaryWriter(fs);
+            second.save_state_dict(w);
+        }
         SafeTensors.Save(Path.Combine(dir, RngFile), new Dictionary<string, Tensor> { ["cpu"] = random.get_rng_state() });
     }
 
-    public static TrainingState Load(string dir, TorchSharp.Modules.OptimizerHelper? optimizer)
+    /// <summary>state.json alone (no optimizer or RNG restored).</summary>
+    public static TrainingState ReadOnly(string dir)
     {
         var path = Path.Combine(dir, StateFile);
         if (!File.Exists(path)) throw new ChatForgeException($"{path}: no training state to resume from");
-        TrainingState state;
-        try { state = JsonSerializer.Deserialize<TrainingState>(File.ReadAllText(path), Options)!; }
+        try { return JsonSerializer.Deserialize<TrainingState>(File.ReadAllText(path), Options)!; }
         catch (JsonException e) { throw new ChatForgeException($"{path}: corrupt training state: {e.Message}", e); }
-        if (optimizer is not null)
-        {
-            var opt = Path.Combine(dir, OptimizerFile);
-            if (!File.Exists(opt)) throw new ChatForgeException($"{opt}: file not found");
-            using var fs = File.OpenRead(opt);
-            using var r = new BinaryReader(fs);
-            try { optimizer.load_state_dict(r); }
-            catch (Exception e) when (e is not ChatForgeException) { throw new ChatForgeException($"{opt}: corrupt optimizer state: {e.Message}", e); }
-        }
+    }
+
+    static void LoadOptimizer(string opt, TorchSharp.Modules.OptimizerHelper optimizer)
+    {
+        if (!File.Exists(opt)) throw new ChatForgeException($"{opt}: file not found");
+        using var fs = File.OpenRead(opt);
+        using var r = new BinaryReader(fs);
+        try { optimizer.load_state_dict(r); }
+        catch (Exception e) when (e is not ChatForgeException) { throw new ChatForgeException($"{opt}: corrupt optimizer state: {e.Message}", e); }
+    }
+
+    public static TrainingState Load(string dir, TorchSharp.Modules.OptimizerHelper? optimizer, TorchSharp.Modules.OptimizerHelper? second = null)
+    {
+        var state = ReadOnly(dir);
+        if (optimizer is not null) LoadOptimizer(Path.Combine(dir, OptimizerFile), optimizer);
+        if (second is not null) LoadOptimizer(Path.Combine(dir, SecondOptimizerFile), second);
         var rng = SafeTensors.Load(Path.Combine(dir, RngFile));
         random.set_rng_state(rng["cpu"]);
         return state;

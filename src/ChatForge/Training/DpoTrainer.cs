@@ -1,0 +1,278 @@
+using ChatForge.Checkpoints;
+using ChatForge.Data;
+using ChatForge.Evaluation;
+using ChatForge.Modeling;
+using ChatForge.Native;
+using ChatForge.Tokenization;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace ChatForge.Training;
+
+/// <summary>Direct Preference Optimization: the policy learns from preference pairs directly, no reward model.</summary>
+public sealed record DpoConfig
+{
+    /// <summary>The SFT model: the policy starts here and the frozen reference is a copy.</summary>
+    public string Model { get; init; } = "";
+    /// <summary>Pairs or rankings JSONL (rankings are expanded to all their pairs); empty means: collect sentiment rankings from the SFT model.</summary>
+    public List<string> Data { get; init; } = new();
+    public CollectConfig Collect { get; init; } = new();
+    public string? Cache { get; init; }
+    /// <summary>β: higher means less deviation from the reference model.</summary>
+    public double Beta { get; init; } = 0.1;
+    /// <summary>"sigmoid" (the DPO paper's loss) or "ipo".</summary>
+    public string LossType { get; init; } = "sigmoid";
+    /// <summary>ε of conservative DPO: the probability that a label is flipped (0: plain DPO).</summary>
+    public double LabelSmoothing { get; init; }
+    public double ValFraction { get; init; } = 0.1;
+    /// <summary>Reward model used only to report the RM score of the DPO policy (optional).</summary>
+    public string? Reward { get; init; }
+    public int EvalPrompts { get; init; } = 64;
+    public int MaxNewTokens { get; init; } = 24;
+    public OptimConfig Optim { get; init; } = new()
+    {
+        MaxSteps = 150, BatchSize = 16, LearningRate = 1e-5, MinLr = 1e-5, WarmupSteps = 10,
+        EvalInterval = 50, CheckpointInterval = 50, LogInterval = 10, WeightDecay = 0.0,
+    };
+    public long Seed { get; init; } = 1337;
+    public bool Deterministic { get; init; }
+    public string Device { get; init; } = "auto";
+    public int? Threads { get; init; }
+
+    public void Validate(string source)
+    {
+        if (string.IsNullOrEmpty(Model)) throw new ChatForgeException($"{source}: 'model' (the SFT model, --sft) is required");
+        if (Beta <= 0) throw new ChatForgeException($"{source}: 'beta' = {Beta} is out of range (> 0)");
+        if (LossType is not ("sigmoid" or "ipo")) throw new ChatForgeException($"{source}: 'loss_type' = {LossType} (sigmoid, ipo)");
+        if (LabelSmoothing is < 0 or >= 0.5) throw new ChatForgeException($"{source}: 'label_smoothing' = {LabelSmoothing} is out of range (0 ≤ ε < 0.5)");
+        if (ValFraction is <= 0 or >= 1) throw new ChatForgeException($"{source}: 'val_fraction' = {ValFraction} is out of range (0 < f < 1)");
+        Collect.Validate(source);
+        Optim.Validate(source);
+    }
+
+    public static DpoConfig Demo => new();
+    public static DpoConfig Tiny => new()
+    {
+        Collect = new CollectConfig { Prompts = 16, K = 3, MaxNewTokens = 8 }, EvalPrompts = 4, MaxNewTokens = 8,
+        Optim = new OptimConfig { MaxSteps = 8, BatchSize = 4, LearningRate = 1e-3, MinLr = 1e-4, WarmupSteps = 1, EvalInterval = 4, CheckpointInterval = 4, LogInterval = 2, WeightDecay = 0 },
+    };
+
+    public static DpoConfig Load(string? preset, string? file)
+    {
+        var p = preset switch { null or "demo" => Demo, "tiny" => Tiny, _ => throw new ChatForgeException($"unknown preset '{preset}' (tiny, demo)") };
+        return file is null ? p : ConfigMerge.Overlay(p, File.Exists(file) ? File.ReadAllText(file) : throw new ChatForgeException($"{file}: file not found"), file);
+    }
+}
+
+/// <summary>
+/// DPO: for each pair, the sequence log-probabilities of chosen and rejected responses under the
+/// policy and under the frozen reference (computed once, before training, and cached), and the DPO
+/// loss of <see cref="Losses.Dpo"/>. Logs TRL's rewards/chosen, rewards/rejected, rewards/margins,
+/// rewards/accuracies, and (at evaluations) the oracle score and KL to the reference of samples.
+/// </summary>
+public sealed class DpoTrainer : ITrainable
+{
+    sealed record EncodedPair(int[] Chosen, int ChosenStart, int[] Rejected, int RejectedStart, float RefChosen, float RefRejected);
+
+    readonly DpoConfig _c;
+    readonly Gpt _policy, _ref;
+    readonly ITokenizer _tok;
+    readonly List<EncodedPair> _train, _val;
+    readonly EpochSampler _sampler;
+    readonly List<string> _evalPrompts;
+    readonly SentimentOracle? _oracle;
+    readonly RewardModel? _rm;
+
+    DpoTrainer(DpoConfig c, Gpt policy, Gpt reference, ITokenizer tok, List<EncodedPair> train, List<EncodedPair> val,
+               List<string> evalPrompts, SentimentOracle? oracle, RewardModel? rm)
+    {
+        _c = c; _policy = policy; _ref = reference; _tok = tok; _train = train; _val = val;
+        _evalPrompts = evalPrompts; _oracle = oracle; _rm = rm;
+        _sampler = new EpochSampler(train.Count, c.Seed, c.Optim.BatchSize * c.Optim.GradAccum);
+    }
+
+    public nn.Module Model => _policy;
+    public string BestMetric => "val_loss";
+    public IEnumerable<(string, Parameter)> TrainableParameters() => _policy.named_parameters();
+
+    /// <summary>Sequence log-probabilities (sum over response tokens) of a batch of (ids, responseStart), right-padded.</summary>
+    public static Tensor SequenceLogps(Gpt model, IReadOnlyList<(int[] Ids, int Start)> seqs, int padId)
+    {
+        int t = seqs.Max(s => s.Ids.Length);
+        int b = seqs.Count;
+        var x = new long[b * t]; var y = new long[b * t];
+        for (int i = 0; i < b; i++)
+            for (int j = 0; j < t; j++)
+            {
+                x[i * t + j] = j < seqs[i].Ids.Length ? seqs[i].Ids[j] : padId;
+                // Position j predicts token j+1; score it when that token is part of the response.
+                y[i * t + j] = j + 1 < seqs[i].Ids.Length && j + 1 >= seqs[i].Start ? seqs[i].Ids[j + 1] : Losses.IgnoreIndex;
+            }
+        var device = model.TokenEmbedding.device;
+        var logits = model.call(tensor(x, new long[] { b, t }, device: device));
+        return Losses.TokenLogProbs(logits, tensor(y, new long[] { b, t }, device: device)).sum(1);
+    }
+
+    (Tensor Loss, Dictionary<string, double> Metrics) Batch(IReadOnlyList<EncodedPair> pairs)
+    {
+        var seqs = pairs.Select(p => (p.Chosen, p.ChosenStart)).Concat(pairs.Select(p => (p.Rejected, p.RejectedStart))).ToList();
+        var all = SequenceLogps(_policy, seqs, _tok.EosId());
+        var pc = all.narrow(0, 0, pairs.Count);
+        var pr = all.narrow(0, pairs.Count, pairs.Count);
+        var device = all.device;
+        var rc = tensor(pairs.Select(p => p.RefChosen).ToArray(), device: device);
+        var rr = tensor(pairs.Select(p => p.RefRejected).ToArray(), device: device);
+        var loss = Losses.Dpo(pc, pr, rc, rr, _c.Beta, _c.LabelSmoothing, _c.LossType == "ipo");
+        var (chosen, rejected) = Losses.DpoRewards(pc.detach(), pr.detach(), rc, rr, _c.Beta);
+        return (loss, new Dictionary<string, double>
+        {
+            ["rewards/chosen"] = chosen.mean().item<float>(),
+            ["rewards/rejected"] = rejected.mean().item<float>(),
+            ["rewards/margins"] = (chosen - rejected).mean().item<float>(),
+            ["rewards/accuracies"] = (chosen > rejected).to(ScalarType.Float32).mean().item<float>(),
+            ["logps/chosen"] = pc.detach().mean().item<float>(),
+            ["logps/rejected"] = pr.detach().mean().item<float>(),
+        });
+    }
+
+    public MicroStepResult MicroStep(long step, int micro, int microBatches)
+    {
+        var pairs = _sampler.Indices(step, micro * _c.Optim.BatchSize, _c.Optim.BatchSize).Select(i => _train[i]).ToList();
+        var (loss, m) = Batch(pairs);
+        return new MicroStepResult(loss, pairs.Sum(p => (long)p.Chosen.Length + p.Rejected.Length), m);
+    }
+
+    public IReadOnlyDictionary<string, double> Evaluate()
+    {
+        double loss = 0; var sums = new Dictionary<string, double>(); int n = 0;
+        for (int i = 0; i < _val.Count; i += _c.Optim.BatchSize)
+        {
+            using var scope = NewDisposeScope();
+            var chunk = _val.Skip(i).Take(_c.Optim.BatchSize).ToList();
+            var (l, m) = Batch(chunk);
+            loss += l.item<float>() * chunk.Count;
+            foreach (var (k, v) in m) sums[k] = sums.GetValueOrDefault(k) + v * chunk.Count;
+            n += chunk.Count;
+        }
+        var result = sums.ToDictionary(kv => "val_" + kv.Key, kv => kv.Value / n);
+        result["val_loss"] = loss / n;
+        if (_evalPrompts.Count > 0)
+            foreach (var (k, v) in PolicyEval.Run(_policy, _ref, _tok, _evalPrompts, _oracle, _rm, _c.MaxNewTokens, _c.Seed))
+                result["eval_" + k] = v;
+        return result;
+    }
+
+    public void SaveModel(string dir) => HfCheckpoint.Write(dir, _policy, _tok, configExtra: new System.Text.Json.Nodes.JsonObject
+    {
+        ["chatforge"] = new System.Text.Json.Nodes.JsonObject { ["stage"] = "dpo", ["base_model"] = _c.Model, ["beta"] = _c.Beta, ["loss_type"] = _c.LossType },
+    });
+
+    public static Dictionary<string, object?> Run(DpoConfig c, string outDir, bool resume, Action<string>? log = null,
+        Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
+    {
+        c.Validate("dpo config");
+        TorchRuntime.ConfigureThreads(c.Deterministic, c.Threads);
+        TorchRuntime.Seed(c.Seed);
+        var device = TorchRuntime.ResolveDevice(c.Device);
+        var run = new RunDirectory(outDir);
+        bool resuming = resume && run.HasCheckpoint;
+        run.WriteConfig(c);
+
+        var (policy, tok, _) = HfCheckpoint.Load(resuming ? run.ModelDir : c.Model, device);
+        var (reference, _, _) = HfCheckpoint.Load(c.Model, device);
+        foreach (var p in reference.parameters()) p.requires_grad = false;
+        reference.eval();
+
+        Corpora? corpora = Corpora.IsFetched(c.Cache) || c.Data.Count == 0 ? Pretrainer.OpenCorpora(c.Cache, log) : null;
+        List<Ranking> rankings;
+        var collected = run.Path_("rankings.jsonl");
+        if (c.Data.Count > 0) rankings = c.Data.SelectMany(Preferences.ReadRankings).ToList();
+        else if (File.Exists(collected)) rankings = Preferences.ReadRankings(collected);
+        else
+        {
+            log?.Invoke($"collecting {c.Collect.Prompts} {c.Collect.Task} rankings of {c.Collect.K} responses from {c.Model}");
+            (rankings, _) = PreferenceCollection.Collect(reference, tok, corpora!, c.Collect, log);
+            Preferences.WriteRankings(collected, rankings);
+        }
+        var pairs = rankings.SelectMany(Preferences.ToPairs).ToList();
+        var val = pairs.Where(p => DemoTasks.Unit(c.Seed, "dpo:" + p.Prompt + p.Chosen + p.Rejected) < c.ValFraction).ToList();
+        var train = pairs.Except(val).ToList();
+        if (train.Count == 0 || val.Count == 0) throw new ChatForgeException($"need preference pairs on both sides of the {c.ValFraction} split (got {pairs.Count})");
+
+        // Reference log-probabilities: computed once, cached in the run directory.
+        int ctx = policy.Config.NPositions;
+        var enc = pairs.Select(p =>
+        {
+            var (ci, cs) = Preferences.Encode(tok, p.Prompt, p.Chat, p.Chosen, ctx);
+            var (ri, rs) = Preferences.Encode(tok, p.Prompt, p.Chat, p.Rejected, ctx);
+            return (p, ci, cs, ri, rs);
+        }).ToList();
+        var cachePath = run.Path_("reference_logps.safetensors");
+        float[] refC, refR;
+        if (File.Exists(cachePath) && SafeTensors.Load(cachePath) is var cached && cached["chosen"].shape[0] == enc.Count)
+        {
+            refC = cached["chosen"].data<float>().ToArray(); refR = cached["rejected"].data<float>().ToArray();
+        }
+        else
+        {
+            log?.Invoke($"reference log-probabilities of {enc.Count} pairs");
+            var lc = new List<float>(); var lr = new List<float>();
+            using (no_grad())
+                for (int i = 0; i < enc.Count; i += 32)
+                {
+                    using var scope = NewDisposeScope();
+                    var chunk = enc.Skip(i).Take(32).ToList();
+                    lc.AddRange(SequenceLogps(reference, chunk.Select(e => (e.ci, e.cs)).ToList(), tok.EosId()).cpu().data<float>().ToArray());
+                    lr.AddRange(SequenceLogps(reference, chunk.Select(e => (e.ri, e.rs)).ToList(), tok.EosId()).cpu().data<float>().ToArray());
+                }
+            refC = lc.ToArray(); refR = lr.ToArray();
+            SafeTensors.Save(cachePath, new Dictionary<string, Tensor> { ["chosen"] = tensor(refC), ["rejected"] = tensor(refR) });
+        }
+        var encoded = enc.Select((e, i) => (e.p, new EncodedPair(e.ci, e.cs, e.ri, e.rs, refC[i], refR[i]))).ToList();
+        var valSet = val.ToHashSet();
+        var trainPairs = encoded.Where(e => !valSet.Contains(e.p)).Select(e => e.Item2).ToList();
+        var valPairs = encoded.Where(e => valSet.Contains(e.p)).Select(e => e.Item2).ToList();
+        log?.Invoke($"DPO ({c.LossType}, β = {c.Beta}): {trainPairs.Count} train pairs, {valPairs.Count} held out");
+
+        List<string> evalPrompts = new();
+        SentimentOracle? oracle = null;
+        if (corpora is not null && rankings.All(r => !r.Chat))
+        {
+            evalPrompts = SentimentPrompts.Build(corpora).Eval.Take(c.EvalPrompts).ToList();
+            oracle = SentimentOracle.FromCorpora(corpora);
+        }
+        RewardModel? rm = c.Reward is { } rp ? RewardModel.Load(rp, device).Model : null;
+
+        var trainer = new DpoTrainer(c, policy, reference, tok, trainPairs, valPairs, evalPrompts, oracle, rm);
+        var final = TrainingLoop.Run(trainer, c.Optim, run, resuming, progress, cancel);
+        var rows = MetricsLog.Read(run.MetricsPath);
+        Plots.Lines(run.Path_("dpo_rewards.png"), "DPO implicit rewards", "step", "β·(log π − log π_ref)", new[]
+        {
+            ("chosen", rows.Where(r => r.ContainsKey("rewards/chosen")).Select(r => (r["step"], r["rewards/chosen"])).ToList()),
+            ("rejected", rows.Where(r => r.ContainsKey("rewards/rejected")).Select(r => (r["step"], r["rewards/rejected"])).ToList()),
+            ("margin", rows.Where(r => r.ContainsKey("rewards/margins")).Select(r => (r["step"], r["rewards/margins"])).ToList()),
+        });
+        Plots.LossCurve(run.MetricsPath, run.Path_("loss.png"), "DPO loss");
+        var summary = new Dictionary<string, object?>
+        {
+            ["val_loss"] = final.GetValueOrDefault("val_loss"),
+            ["rewards/chosen"] = final.GetValueOrDefault("val_rewards/chosen"),
+            ["rewards/rejected"] = final.GetValueOrDefault("val_rewards/rejected"),
+            ["rewards/margins"] = final.GetValueOrDefault("val_rewards/margins"),
+            ["rewards/accuracies"] = final.GetValueOrDefault("val_rewards/accuracies"),
+            ["oracle_sentiment"] = final.GetValueOrDefault("eval_oracle_sentiment", double.NaN),
+            ["oracle_sentiment_sd"] = final.GetValueOrDefault("eval_oracle_sentiment_sd", double.NaN),
+            ["rm_score"] = final.GetValueOrDefault("eval_rm_score", double.NaN),
+            ["kl_to_sft"] = final.GetValueOrDefault("eval_kl_to_sft", double.NaN),
+            ["beta"] = c.Beta,
+            ["loss_type"] = c.LossType,
+            ["train_pairs"] = trainPairs.Count,
+            ["val_pairs"] = valPairs.Count,
+            ["steps"] = c.Optim.MaxSteps,
+            ["wall_seconds"] = final.GetValueOrDefault("wall_seconds"),
+        };
+        run.WriteSummary(summary);
+        return summary;
+    }
+}

@@ -1,0 +1,152 @@
+using System.Globalization;
+using ChatForge.Data;
+using ChatForge.Evaluation;
+using ChatForge.Generation;
+using ChatForge.Modeling;
+using ChatForge.Tokenization;
+
+namespace ChatForge.Training;
+
+/// <summary>How rankings are collected: which task, how many responses per prompt, the labeler's noise.</summary>
+public sealed record CollectConfig
+{
+    /// <summary>"sentiment" (continuations scored by the lexicon oracle), "capitals" (correctness) or "harmless" (refusals).</summary>
+    public string Task { get; init; } = "sentiment";
+    /// <summary>Responses per prompt (2–9).</summary>
+    public int K { get; init; } = 4;
+    public int Prompts { get; init; } = 600;
+    /// <summary>Standard deviation of the Gaussian noise the labeler adds to the oracle score before ranking.</summary>
+    public double NoiseStd { get; init; } = 0.25;
+    /// <summary>Perceived scores closer than this are ranked as ties.</summary>
+    public double TieMargin { get; init; }
+    public int MaxNewTokens { get; init; } = 24;
+    public double Temperature { get; init; } = 1.0;
+    public long Seed { get; init; } = 1;
+    /// <summary>Disallowed requests for the harmless task (default: a built-in list).</summary>
+    public List<string>? Disallowed { get; init; }
+
+    public void Validate(string source)
+    {
+        if (Task is not ("sentiment" or "capitals" or "harmless")) throw new ChatForgeException($"{source}: 'collect.task' = {Task} (sentiment, capitals, harmless)");
+        if (K is < Preferences.MinK or > Preferences.MaxK) throw new ChatForgeException($"{source}: 'collect.k' = {K} is out of range ({Preferences.MinK}–{Preferences.MaxK})");
+        if (Prompts < 1) throw new ChatForgeException($"{source}: 'collect.prompts' = {Prompts} is out of range (≥ 1)");
+        if (NoiseStd < 0) throw new ChatForgeException($"{source}: 'collect.noise_std' = {NoiseStd} is out of range (≥ 0)");
+        if (TieMargin < 0) throw new ChatForgeException($"{source}: 'collect.tie_margin' = {TieMargin} is out of range (≥ 0)");
+    }
+}
+
+/// <summary>Samples K responses per prompt from a model and has the (noisy) oracle labeler rank them.</summary>
+public static class PreferenceCollection
+{
+    public static (List<Ranking> Rankings, Dictionary<string, double> Stats) Collect(Gpt policy, ITokenizer tok, Corpora corpora, CollectConfig o, Action<string>? log = null)
+    {
+        o.Validate("collect");
+        var gen = new TextGenerator(policy, tok);
+        var labeler = new NoisyLabeler(o.NoiseStd, o.TieMargin, o.Seed);
+        var rankings = new List<Ranking>();
+        var sampling = new SamplingOptions { Temperature = o.Temperature, MaxNewTokens = o.MaxNewTokens, Seed = o.Seed };
+        int imEnd = tok.Id(SpecialTokens.ImEnd);
+
+        List<string> Sample(IReadOnlyList<string> prompts, bool chat, int k, long seed)
+        {
+            var encoded = prompts.SelectMany(p => Enumerable.Repeat(chat
+                ? ChatTemplate.Encode(tok, new[] { new ChatMessage("user", p) }, true).Ids
+                : tok.Encode(p), k)).ToList();
+            var outs = new List<string>();
+            for (int i = 0; i < encoded.Count; i += 64)
+                outs.AddRange(gen.Generate(encoded.Skip(i).Take(64).ToList(),
+                    sampling with { Seed = seed + i, StopTokenIds = chat ? new[] { imEnd } : Array.Empty<int>() }).Select(c => c.Text));
+            return outs;
+        }
+
+        switch (o.Task)
+        {
+            case "sentiment":
+            {
+                var oracle = SentimentOracle.FromCorpora(corpora);
+                var prompts = SentimentPrompts.Build(corpora).Train.Take(o.Prompts).ToList();
+                for (int i = 0; i < prompts.Count; i += 16)
+                {
+                    var chunk = prompts.Skip(i).Take(16).ToList();
+                    var outs = Sample(chunk, false, o.K, o.Seed * 1_000_003 + i);
+                    for (int p = 0; p < chunk.Count; p++)
+                    {
+                        var responses = outs.Skip(p * o.K).Take(o.K).ToList();
+                        var scores = responses.Select(oracle.Score).ToList();
+                        rankings.Add(new Ranking(chunk[p], false, responses, labeler.Rank(scores), scores));
+                    }
+                    log?.Invoke($"collected {Math.Min(i + 16, prompts.Count)}/{prompts.Count} prompts × {o.K} responses");
+                }
+                break;
+            }
+            case "capitals":
+            {
+                var suite = DemoSuite.Build(corpora);
+                var oracle = new CapitalsOracle(suite.States);
+                var rng = new Random((int)o.Seed);
+                var qs = suite.SeenStates.SelectMany(s => DemoTasks.CapitalQuestions.Select(t => (s, q: string.Format(CultureInfo.InvariantCulture, t, s.State))))
+                    .OrderBy(_ => rng.Next()).Take(o.Prompts).ToList();
+                var outs = Sample(qs.Select(x => x.q).ToList(), true, o.K - 1, o.Seed);
+                for (int p = 0; p < qs.Count; p++)
+                {
+                    // The correct answer, and K−1 of the model's answers; a correct model answer is replaced by a wrong capital so that every pair teaches correctness.
+                    var responses = new List<string> { DemoTasks.CapitalAnswer(qs[p].s) };
+                    foreach (var r in outs.Skip(p * (o.K - 1)).Take(o.K - 1))
+                    {
+                        if (oracle.Score(qs[p].s, r) < 1) { responses.Add(r); continue; }
+                        var wrong = suite.States[rng.Next(suite.States.Count)];
+                        if (wrong == qs[p].s) wrong = suite.States[(suite.States.ToList().IndexOf(wrong) + 1) % suite.States.Count];
+                        responses.Add($"The capital of {qs[p].s.State} is {wrong.Capital}.");
+                    }
+                    var scores = responses.Select(r => oracle.Score(qs[p].s, r)).ToList();
+                    rankings.Add(new Ranking(qs[p].q, true, responses, labeler.Rank(scores), scores));
+                }
+                break;
+            }
+            case "harmless":
+            {
+                var oracle = new HarmlessnessOracle();
+                var requests = o.Disallowed ?? HarmlessnessOracle.DefaultDisallowed.ToList();
+                var prompts = Enumerable.Range(0, o.Prompts).Select(i => requests[i % requests.Count]).ToList();
+                var outs = Sample(prompts, true, o.K - 1, o.Seed);
+                for (int p = 0; p < prompts.Count; p++)
+                {
+                    var responses = new List<string> { HarmlessnessOracle.Refusal };
+                    responses.AddRange(outs.Skip(p * (o.K - 1)).Take(o.K - 1).Select(r => oracle.Score(r) > 0 ? "Sure, here is how: " + r : r));
+                    var scores = responses.Select(oracle.Score).ToList();
+                    rankings.Add(new Ranking(prompts[p], true, responses, labeler.Rank(scores), scores));
+                }
+                break;
+            }
+        }
+        return (rankings, Stats(rankings));
+    }
+
+    /// <summary>How often the labeler's order agrees with the noiseless oracle, over pairs the oracle does not tie.</summary>
+    public static Dictionary<string, double> Stats(IReadOnlyList<Ranking> rankings)
+    {
+        double agree = 0, pairs = 0, ties = 0, all = 0;
+        foreach (var r in rankings)
+        {
+            if (r.OracleScores is not { } s) continue;
+            for (int i = 0; i < s.Count; i++)
+                for (int j = i + 1; j < s.Count; j++)
+                {
+                    all++;
+                    if (r.Ranks[i] == r.Ranks[j]) { ties++; continue; }
+                    if (s[i] == s[j]) continue;
+                    pairs++;
+                    if ((s[i] > s[j]) == (r.Ranks[i] < r.Ranks[j])) agree++;
+                }
+        }
+        var scores = rankings.Where(r => r.OracleScores is not null).SelectMany(r => r.OracleScores!).ToList();
+        return new Dictionary<string, double>
+        {
+            ["rankings"] = rankings.Count,
+            ["labeler_agreement"] = pairs == 0 ? double.NaN : agree / pairs,
+            ["tie_fraction"] = all == 0 ? 0 : ties / all,
+            ["oracle_mean"] = scores.Count == 0 ? double.NaN : scores.Average(),
+            ["oracle_sd"] = scores.Count < 2 ? double.NaN : Math.Sqrt(scores.Select(x => (x - scores.Average()) * (x - scores.Average())).Sum() / (scores.Count - 1)),
+        };
+    }
+}
