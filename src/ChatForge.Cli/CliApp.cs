@@ -24,6 +24,7 @@ public static class CliApp
           bon --policy DIR --reward RM --n N [--prompt TEXT | --out DIR]
           ppo --sft DIR --reward RM [--prompts FILE...] --out DIR [--iterations N] [--beta B] [--adaptive-kl TARGET]
               [--ptx-coef G] [--rounds R] [--resume]
+          pipeline [--preset tiny|demo] [--config FILE] [--out DIR] [--from STAGE]
           dpo --sft DIR [--data FILE...] --out DIR [--beta B] [--loss-type sigmoid|ipo] [--label-smoothing E] [--resume]
           bench [--out FILE.json]
 
@@ -58,6 +59,7 @@ public static class CliApp
                 "bon" => BonCommand.Run(rest, ui),
                 "ppo" => PpoCommand.Run(rest, ui),
                 "dpo" => DpoCommand.Run(rest, ui),
+                "pipeline" => PipelineCommand.Run(rest, ui),
                 _ => throw new ChatForgeException($"unknown verb '{args[0]}' (run `chatforge --help`)"),
             };
         }

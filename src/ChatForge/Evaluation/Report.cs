@@ -1,0 +1,249 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using ChatForge.Checkpoints;
+using ChatForge.Data;
+using ChatForge.Generation;
+using ChatForge.Modeling;
+using ChatForge.Tokenization;
+using ChatForge.Training;
+using ChatForge.Util;
+
+namespace ChatForge.Evaluation;
+
+/// <summary>
+/// The pipeline's report: every model (base, SFT, RM-guided best-of-N, PPO, DPO) measured the same way,
+/// the reward–KL frontier of PPO, DPO and best-of-N, side-by-side answers, and the curves of every
+/// stage. Written as report.md and report.json (same numbers) in the pipeline's report/ directory.
+/// </summary>
+public static class Report
+{
+    public static readonly string[] ModelKeys = { "base", "sft", "best_of_n", "ppo", "dpo" };
+
+    public static void Write(string root, PipelineConfig c, Action<string>? log)
+    {
+        var dir = Path.Combine(root, "report");
+        Directory.CreateDirectory(dir);
+        var device = Native.TorchRuntime.ResolveDevice(c.Device);
+        var corpora = Pretrainer.OpenCorpora(c.Cache, log);
+        var suite = DemoSuite.Build(corpora);
+        var oracle = SentimentOracle.FromCorpora(corpora);
+        var prompts = SentimentPrompts.Build(corpora).Eval.Take(c.EvalPrompts).ToList();
+        string Model(string stage) => Path.Combine(root, stage, "model");
+        var (sft, tok, _) = HfCheckpoint.Load(Model("sft"), device);
+        var (rm, _) = RewardModel.Load(Model("reward"), device);
+        var docs = TextCorpus.Load(new[] { corpora.MobyDick, corpora.Sotu });
+        var (_, valDocs) = TextCorpus.Split(docs, c.Pretrain.ValFraction, c.Seed);
+        var pretrainVal = TokenStream.Encode(valDocs, tok);
+        int maxNew = c.Ppo.MaxNewTokens;
+
+        var models = new JsonObject();
+        var answers = new List<(string Model, string Prompt, string Answer)>();
+        var samplePrompts = prompts.Take(3).ToList();
+        var capitalQs = suite.HeldOutStates.Take(2).Select(s => string.Format(CultureInfo.InvariantCulture, DemoTasks.CapitalQuestions[0], s.State)).ToList();
+
+        foreach (var key in new[] { "base", "sft", "ppo", "dpo" })
+        {
+            log?.Invoke($"[report] evaluating {key}");
+            var (m, mtok, _) = key == "sft" ? (sft, tok, null!) : HfCheckpoint.Load(Model(key == "base" ? "pretrain" : key), device);
+            bool chat = key != "base";
+            var tasks = TaskEval.Run(m, mtok, suite, chat).Metrics;
+            var pol = PolicyEval.Run(m, sft, mtok, prompts, oracle, rm, maxNew, c.Seed);
+            models[key] = Row(tasks, pol, PpoTrainer.PretrainLoss(m, pretrainVal));
+            var gen = new TextGenerator(m, mtok);
+            foreach (var p in samplePrompts)
+                answers.Add((key, p, gen.Complete(p, new SamplingOptions { Temperature = 1.0, MaxNewTokens = maxNew, Seed = c.Seed }).Text));
+            foreach (var q in capitalQs)
+            {
+                var ids = chat ? ChatTemplate.Encode(mtok, new[] { new ChatMessage("user", q) }, true).Ids : mtok.Encode(q + "\n");
+                var so = new SamplingOptions { Temperature = 0, MaxNewTokens = 20, StopTokenIds = chat ? new[] { mtok.Id(SpecialTokens.ImEnd) } : Array.Empty<int>(), StopStrings = chat ? Array.Empty<string>() : new[] { "\n" } };
+                answers.Add((key, q, gen.Generate(new[] { ids }, so)[0].Text));
+            }
+        }
+
+        // Best-of-N: the SFT policy with the reward model choosing among N samples (largest N of the bon stage).
+        var bon = RunDirectory.ReadSummary(Path.Combine(root, "bon", "summary.json"));
+        var ns = bon["n"].EnumerateArray().Select(x => x.GetInt32()).ToList();
+        int top = ns.Count - 1;
+        double At(string k) => bon[k].EnumerateArray().ElementAt(top).GetDouble();
+        models["best_of_n"] = new JsonObject
+        {
+            ["n"] = ns[top],
+            ["capitals_heldout_accuracy"] = null, ["capitals_seen_accuracy"] = null, ["spam_accuracy"] = null, ["word_sentiment_accuracy"] = null,
+            ["oracle_sentiment"] = J(At("oracle_sentiment")), ["oracle_sentiment_sd"] = J(At("oracle_sentiment_sd")), ["rm_score"] = J(At("rm_score")),
+            ["kl_to_sft"] = J(At("kl")), ["pretrain_val_loss"] = null,
+        };
+        var bonCandidates = BestOfN.Sample(new TextGenerator(sft, tok), rm, tok, samplePrompts, false, ns[top],
+            new SamplingOptions { Temperature = 1.0, MaxNewTokens = maxNew, Seed = c.Seed });
+        for (int i = 0; i < samplePrompts.Count; i++) answers.Add(("best_of_n", samplePrompts[i], BestOfN.Best(bonCandidates[i], ns[top]).Text));
+
+        // The frontier: PPO and DPO at several β, best-of-N at several N.
+        var frontier = new JsonArray();
+        void Point(string method, double param, string summaryPath)
+        {
+            if (!File.Exists(summaryPath)) return;
+            var s = RunDirectory.ReadSummary(summaryPath);
+            double G(string k) => s.TryGetValue(k, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN;
+            double kl = G("kl_to_sft"), o = G("oracle_sentiment");
+            if (double.IsFinite(kl) && double.IsFinite(o))
+                frontier.Add(new JsonObject { ["method"] = method, ["param"] = param, ["kl"] = kl, ["oracle_sentiment"] = o });
+        }
+        Point("ppo", c.Ppo.Beta, Path.Combine(root, "ppo", "summary.json"));
+        foreach (var b in c.Frontier.PpoBetas) Point("ppo", b, Path.Combine(root, "frontier", $"ppo_beta{b}", "summary.json"));
+        Point("dpo", c.Dpo.Beta, Path.Combine(root, "dpo", "summary.json"));
+        foreach (var b in c.Frontier.DpoBetas) Point("dpo", b, Path.Combine(root, "frontier", $"dpo_beta{b}", "summary.json"));
+        for (int i = 0; i < ns.Count; i++)
+            frontier.Add(new JsonObject
+            {
+                ["method"] = "best_of_n", ["param"] = ns[i], ["kl"] = bon["kl"].EnumerateArray().ElementAt(i).GetDouble(),
+                ["oracle_sentiment"] = bon["oracle_sentiment"].EnumerateArray().ElementAt(i).GetDouble(),
+            });
+
+        var rmSummary = RunDirectory.ReadSummary(Path.Combine(root, "reward", "summary.json"));
+        var ablations = new JsonObject();
+        foreach (var name in new[] { "ppo_no_ptx", "ppo_beta0" })
+        {
+            var p = Path.Combine(root, "frontier", name, "summary.json");
+            if (File.Exists(p)) ablations[name] = JsonNode.Parse(File.ReadAllText(p));
+        }
+        double wall = PipelineConfig.Stages.Where(s => s != "report").Sum(s =>
+        {
+            var f = Path.Combine(root, s, "stage_time.json");
+            return File.Exists(f) ? JsonDocument.Parse(File.ReadAllText(f)).RootElement.GetProperty("wall_seconds").GetDouble() : 0;
+        });
+
+        var (verdict, detail) = Dominance(frontier);
+        var report = new JsonObject
+        {
+            ["models"] = models,
+            ["reward_model"] = new JsonObject
+            {
+                ["heldout_accuracy"] = Num(rmSummary, "heldout_accuracy"),
+                ["heldout_labeler_accuracy"] = Num(rmSummary, "heldout_labeler_accuracy"),
+                ["labeler_agreement"] = Num(rmSummary, "labeler_agreement"),
+            },
+            ["frontier"] = frontier,
+            ["dpo_vs_ppo"] = verdict,
+            ["ablations"] = ablations,
+            ["best_of_n_overoptimization"] = bon["overoptimization"].GetBoolean(),
+            ["wall_seconds"] = wall,
+        };
+        var o = new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+        FrontierPlot(Path.Combine(dir, "frontier.png"), frontier);
+        AtomicFile.WriteAllText(Path.Combine(dir, "report.md"), Markdown(root, report, answers, detail, bon));
+        AtomicFile.WriteAllText(Path.Combine(dir, "report.json"), report.ToJsonString(o));
+        new RunDirectory(dir).WriteSummary(new Dictionary<string, object?> { ["report"] = Path.Combine(dir, "report.json"), ["wall_seconds"] = wall });
+    }
+
+    static JsonNode? Num(Dictionary<string, JsonElement> s, string k) =>
+        s.TryGetValue(k, out var v) && v.ValueKind == JsonValueKind.Number ? J(v.GetDouble()) : null;
+
+    static JsonObject Row(IReadOnlyDictionary<string, double> tasks, IReadOnlyDictionary<string, double> pol, double pretrainLoss) => new()
+    {
+        ["capitals_heldout_accuracy"] = J(tasks["capitals_heldout_accuracy"]),
+        ["capitals_seen_accuracy"] = J(tasks["capitals_seen_accuracy"]),
+        ["spam_accuracy"] = J(tasks["spam_accuracy"]),
+        ["word_sentiment_accuracy"] = J(tasks["word_sentiment_accuracy"]),
+        ["oracle_sentiment"] = J(pol["oracle_sentiment"]),
+        ["oracle_sentiment_sd"] = J(pol["oracle_sentiment_sd"]),
+        ["rm_score"] = J(pol["rm_score"]),
+        ["kl_to_sft"] = J(pol["kl_to_sft"]),
+        ["pretrain_val_loss"] = J(pretrainLoss),
+    };
+
+    /// <summary>
+    /// Does DPO's frontier dominate PPO's? For each PPO point, the best DPO oracle score at no more KL
+    /// is compared with it: "dpo dominates" when DPO matches or beats every PPO point, "ppo dominates"
+    /// when the reverse holds, else "mixed".
+    /// </summary>
+    public static (string Verdict, string Detail) Dominance(JsonArray frontier)
+    {
+        var pts = frontier.Select(p => (M: (string)p!["method"]!, Kl: (double)p["kl"]!, O: (double)p["oracle_sentiment"]!)).ToList();
+        var ppo = pts.Where(p => p.M == "ppo").ToList();
+        var dpo = pts.Where(p => p.M == "dpo").ToList();
+        if (ppo.Count == 0 || dpo.Count == 0) return ("incomparable", "one of the methods has no points");
+        bool Covers(List<(string M, double Kl, double O)> a, (string M, double Kl, double O) p) => a.Any(x => x.Kl <= p.Kl + 1e-9 && x.O >= p.O - 1e-9);
+        bool dpoDom = ppo.All(p => Covers(dpo, p));
+        bool ppoDom = dpo.All(p => Covers(ppo, p));
+        var verdict = dpoDom && !ppoDom ? "dpo dominates" : ppoDom && !dpoDom ? "ppo dominates" : dpoDom ? "equal" : "mixed";
+        var detail = verdict switch
+        {
+            "dpo dominates" => "As in the DPO paper, every PPO point is matched or beaten by a DPO point at no more KL.",
+            "ppo dominates" => "Unlike the DPO paper, every DPO point is matched or beaten by a PPO point at no more KL on this task.",
+            "mixed" => "Neither frontier dominates: each method has points the other does not reach at the same or lower KL (the DPO paper found DPO's frontier dominating).",
+            _ => "The two frontiers coincide.",
+        };
+        return (verdict, detail);
+    }
+
+    static void FrontierPlot(string path, JsonArray frontier)
+    {
+        var plot = new ScottPlot.Plot();
+        foreach (var g in frontier.GroupBy(p => (string)p!["method"]!))
+        {
+            var pts = g.OrderBy(p => (double)p!["kl"]!).ToList();
+            var sc = plot.Add.Scatter(pts.Select(p => (double)p!["kl"]!).ToArray(), pts.Select(p => (double)p!["oracle_sentiment"]!).ToArray());
+            sc.LegendText = g.Key;
+            sc.MarkerSize = 8;
+        }
+        plot.Title("Reward–KL frontier (oracle sentiment vs KL to the SFT model)");
+        plot.XLabel("KL(π ‖ π_SFT), nats per response");
+        plot.YLabel("oracle sentiment");
+        plot.ShowLegend();
+        plot.SavePng(path, 800, 500);
+    }
+
+    static string F(JsonNode? n, string fmt = "F3") =>
+        n is null ? "n/a" : double.Parse(n.ToJsonString(), CultureInfo.InvariantCulture).ToString(fmt, CultureInfo.InvariantCulture);
+
+    /// <summary>A JSON number, or null where the value is missing or not finite.</summary>
+    static JsonNode? J(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
+
+    static string Markdown(string root, JsonObject r, List<(string Model, string Prompt, string Answer)> answers, string dominance, Dictionary<string, JsonElement> bon)
+    {
+        var sb = new StringBuilder();
+        sb.Append("# ChatForge pipeline report\n\n");
+        sb.Append($"Wall time of the stages: {F(r["wall_seconds"], "F0")} s. Numbers below are also in `report.json`.\n\n");
+        sb.Append("## Models\n\n");
+        sb.Append("| model | capitals held-out | capitals seen | spam | word sentiment | oracle sentiment (± sd) | RM score | KL to SFT | pretraining loss |\n");
+        sb.Append("|---|---|---|---|---|---|---|---|---|\n");
+        foreach (var k in ModelKeys)
+        {
+            var m = r["models"]![k]!;
+            sb.Append($"| {k} | {F(m["capitals_heldout_accuracy"])} | {F(m["capitals_seen_accuracy"])} | {F(m["spam_accuracy"])} | {F(m["word_sentiment_accuracy"])} | " +
+                      $"{F(m["oracle_sentiment"])} ± {F(m["oracle_sentiment_sd"])} | {F(m["rm_score"])} | {F(m["kl_to_sft"])} | {F(m["pretrain_val_loss"])} |\n");
+        }
+        sb.Append("\nAccuracies: greedy answers to held-out questions (base: the raw question; others: the chat template). Oracle sentiment: the lexicon oracle on one sampled continuation per held-out prompt; RM score: the reward model's normalised score of the same continuations; KL: Σ log π − log π_SFT over the continuation, averaged. Best-of-N uses the SFT policy, so task accuracies and pretraining loss do not apply (n/a); its KL is log N − (N−1)/N.\n\n");
+        sb.Append($"Reward model held-out pairwise accuracy against the noiseless oracle: {F(r["reward_model"]!["heldout_accuracy"])} (against the noisy labeler: {F(r["reward_model"]!["heldout_labeler_accuracy"])}; the labeler agrees with the oracle on {F(r["reward_model"]!["labeler_agreement"])} of pairs).\n\n");
+        sb.Append("## Reward–KL frontier\n\n![frontier](frontier.png)\n\n| method | parameter | KL | oracle sentiment |\n|---|---|---|---|\n");
+        foreach (var p in r["frontier"]!.AsArray())
+            sb.Append($"| {p!["method"]} | {F(p["param"], "G4")} | {F(p["kl"])} | {F(p["oracle_sentiment"])} |\n");
+        sb.Append($"\nDPO vs PPO: **{r["dpo_vs_ppo"]}**. {dominance}\n\n");
+        sb.Append($"Best-of-N: {bon["note"].GetString()}.\n\n");
+        if (r["ablations"] is JsonObject ab && ab.Count > 0)
+        {
+            sb.Append("## PPO ablations\n\n| run | oracle sentiment | RM score | KL to SFT | pretraining loss | SFT pretraining loss |\n|---|---|---|---|---|---|\n");
+            var main = JsonNode.Parse(File.ReadAllText(Path.Combine(root, "ppo", "summary.json")))!;
+            foreach (var (name, s) in new[] { ("ppo (main)", main) }.Concat(ab.Select(kv => (kv.Key, kv.Value!))))
+                sb.Append($"| {name} | {F(s["oracle_sentiment"])} | {F(s["rm_score"])} | {F(s["kl_to_sft"])} | {F(s["pretrain_val_loss"])} | {F(s["sft_pretrain_val_loss"])} |\n");
+            sb.Append("\n`ppo_no_ptx` is PPO without the pretraining term (γ = 0); `ppo_beta0` has no KL penalty (β = 0), where the reward model's score can climb while the oracle's does not: reward hacking.\n\n");
+        }
+        sb.Append("## The same prompts, every model\n\n");
+        foreach (var g in answers.GroupBy(a => a.Prompt))
+        {
+            sb.Append($"**{g.Key}**\n\n");
+            foreach (var a in g) sb.Append($"- *{a.Model}*: {a.Answer.Replace("\n", " ", StringComparison.Ordinal).Trim()}\n");
+            sb.Append('\n');
+        }
+        sb.Append("## Curves\n\n");
+        foreach (var (title, rel) in new[]
+        {
+            ("Pretraining loss", "pretrain/loss.png"), ("SFT loss", "sft/loss.png"), ("Reward model accuracy", "reward/reward_accuracy.png"),
+            ("PPO reward (RM and oracle)", "ppo/ppo_reward.png"), ("PPO KL", "ppo/ppo_kl.png"), ("DPO implicit rewards", "dpo/dpo_rewards.png"),
+            ("Best-of-N", "bon/best_of_n.png"), ("PPO without KL penalty (β = 0)", "frontier/ppo_beta0/ppo_reward.png"),
+        })
+            if (File.Exists(Path.Combine(root, rel))) sb.Append($"### {title}\n\n![{title}](../{rel})\n\n");
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,177 @@
+using System.Diagnostics;
+using System.Text.Json;
+using ChatForge.Data;
+using ChatForge.Evaluation;
+using ChatForge.Util;
+
+namespace ChatForge.Training;
+
+/// <summary>Extra PPO and DPO runs for the reward–KL frontier, and the two PPO ablations.</summary>
+public sealed record FrontierConfig
+{
+    /// <summary>KL coefficients β for extra PPO runs (the main PPO run is a point too).</summary>
+    public List<double> PpoBetas { get; init; } = new() { 0.03, 0.3 };
+    /// <summary>β values for extra DPO runs (the main DPO run is a point too).</summary>
+    public List<double> DpoBetas { get; init; } = new() { 0.03, 0.3 };
+    /// <summary>PPO iterations of each extra run.</summary>
+    public int PpoIterations { get; init; } = 50;
+    /// <summary>DPO steps of each extra run.</summary>
+    public int DpoSteps { get; init; } = 100;
+    /// <summary>Also run PPO with γ = 0 (no pretraining term) and with β = 0 (no KL penalty: reward hacking).</summary>
+    public bool Ablations { get; init; } = true;
+}
+
+/// <summary>
+/// `chatforge pipeline`: every stage on the embedded defaults. Each stage's run directory sits in the
+/// pipeline directory; a stage whose summary.json exists is complete and skipped, so a killed pipeline
+/// continues where it stopped (a stage in progress resumes from its own checkpoint).
+/// </summary>
+public sealed record PipelineConfig
+{
+    public string? Cache { get; init; }
+    public long Seed { get; init; } = 1337;
+    public bool Deterministic { get; init; }
+    public string Device { get; init; } = "auto";
+    public int? Threads { get; init; }
+    public PretrainConfig Pretrain { get; init; } = PretrainConfig.Demo with
+    {
+        Optim = PretrainConfig.Demo.Optim with { MaxSteps = 900, EvalInterval = 300, CheckpointInterval = 300 },
+        SamplePrompts = new() { "Call me" },
+    };
+    public SftConfig Sft { get; init; } = SftConfig.Demo with { EvalTasks = false };
+    public RewardConfig Reward { get; init; } = RewardConfig.Demo;
+    public PpoConfig Ppo { get; init; } = PpoConfig.Demo with { PtxCoef = 1.0 };
+    public DpoConfig Dpo { get; init; } = DpoConfig.Demo;
+    public List<int> BestOfN { get; init; } = new() { 1, 2, 4, 8, 16 };
+    public FrontierConfig Frontier { get; init; } = new();
+    /// <summary>Held-out sentiment prompts for every model's evaluation.</summary>
+    public int EvalPrompts { get; init; } = 64;
+
+    public static readonly string[] Stages = { "data", "pretrain", "sft", "reward", "ppo", "dpo", "bon", "frontier", "report" };
+
+    public void Validate(string source)
+    {
+        if (BestOfN.Count == 0 || BestOfN.Any(n => n < 1)) throw new ChatForgeException($"{source}: 'best_of_n' must list values ≥ 1");
+        if (EvalPrompts < 1) throw new ChatForgeException($"{source}: 'eval_prompts' = {EvalPrompts} is out of range (≥ 1)");
+        if (Frontier.PpoBetas.Any(b => b < 0) || Frontier.DpoBetas.Any(b => b <= 0)) throw new ChatForgeException($"{source}: 'frontier' betas must be positive");
+        Pretrain.Validate(source + " (pretrain)");
+    }
+
+    public static PipelineConfig Demo => new();
+
+    /// <summary>Every stage, minutes of nothing: for tests and smoke runs.</summary>
+    public static PipelineConfig Tiny => new()
+    {
+        Pretrain = PretrainConfig.Tiny with { Model = PretrainConfig.Tiny.Model with { BlockSize = 96 }, CapitalStatements = 1, SampleTokens = 0 },
+        Sft = SftConfig.Tiny with { EvalTasks = false },
+        Reward = RewardConfig.Tiny,
+        Ppo = PpoConfig.Tiny with { PtxCoef = 0.5 },
+        Dpo = DpoConfig.Tiny,
+        BestOfN = new() { 1, 2 },
+        Frontier = new FrontierConfig { PpoBetas = new() { 0.3 }, DpoBetas = new() { 0.3 }, PpoIterations = 2, DpoSteps = 2 },
+        EvalPrompts = 4,
+    };
+
+    public static PipelineConfig Load(string? preset, string? file)
+    {
+        var p = preset switch { null or "demo" => Demo, "tiny" => Tiny, _ => throw new ChatForgeException($"unknown preset '{preset}' (tiny, demo)") };
+        return file is null ? p : ConfigMerge.Overlay(p, File.Exists(file) ? File.ReadAllText(file) : throw new ChatForgeException($"{file}: file not found"), file);
+    }
+}
+
+public static class Pipeline
+{
+    public static string StageDir(string root, string stage) => Path.Combine(root, stage);
+
+    public static bool IsComplete(string root, string stage) => File.Exists(Path.Combine(StageDir(root, stage), "summary.json"));
+
+    /// <summary>Runs the pipeline; returns the report's JSON path.</summary>
+    public static string Run(PipelineConfig c, string outDir, string? from = null, Action<string>? log = null,
+                             Action<string, TrainingProgress>? progress = null, CancellationToken cancel = default)
+    {
+        c.Validate("pipeline config");
+        var root = Path.GetFullPath(outDir);
+        Directory.CreateDirectory(root);
+        if (from is not null)
+        {
+            int i = Array.IndexOf(PipelineConfig.Stages, from);
+            if (i < 0) throw new ChatForgeException($"--from must be one of {string.Join(", ", PipelineConfig.Stages)}, got '{from}'");
+            foreach (var s in PipelineConfig.Stages.Skip(i))
+                if (Directory.Exists(StageDir(root, s))) Directory.Delete(StageDir(root, s), recursive: true);
+        }
+        AtomicFile.WriteAllText(Path.Combine(root, "pipeline_config.json"), Json.Serialize(c));
+        string D(string s) => StageDir(root, s);
+        string Model(string s) => Path.Combine(D(s), "model");
+        Action<TrainingProgress>? P(string s) => progress is null ? null : p => progress(s, p);
+
+        void Stage(string name, Action body)
+        {
+            cancel.ThrowIfCancellationRequested();
+            if (IsComplete(root, name)) { log?.Invoke($"[{name}] complete, skipped"); return; }
+            log?.Invoke($"[{name}] running");
+            var sw = Stopwatch.StartNew();
+            body();
+            var timeFile = Path.Combine(D(name), "stage_time.json");
+            double before = File.Exists(timeFile) ? JsonDocument.Parse(File.ReadAllText(timeFile)).RootElement.GetProperty("wall_seconds").GetDouble() : 0;
+            AtomicFile.WriteAllText(timeFile, JsonSerializer.Serialize(new { wall_seconds = before + sw.Elapsed.TotalSeconds }));
+            log?.Invoke($"[{name}] done in {sw.Elapsed:mm\\:ss}");
+        }
+
+        Stage("data", () =>
+        {
+            var corpora = Pretrainer.OpenCorpora(c.Cache, log);
+            new RunDirectory(D("data")).WriteSummary(new Dictionary<string, object?> { ["root"] = corpora.Root });
+        });
+        Stage("pretrain", () => Pretrainer.Run(c.Pretrain with { Cache = c.Cache, Seed = c.Seed, Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads },
+                                                D("pretrain"), resume: true, log, P("pretrain"), cancel));
+        Stage("sft", () => SftTrainer.Run(c.Sft with { Model = Model("pretrain"), Cache = c.Cache, Seed = c.Seed, Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads },
+                                          D("sft"), resume: true, log, P("sft"), cancel));
+        Stage("reward", () => RewardTrainer.Run(c.Reward with { Model = Model("sft"), Cache = c.Cache, Seed = c.Seed, Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads },
+                                                D("reward"), resume: true, log, P("reward"), cancel));
+        var rankings = Path.Combine(D("reward"), "rankings.jsonl");
+        PpoConfig Ppo(PpoConfig p) => p with { Model = Model("sft"), Reward = Model("reward"), Cache = c.Cache, Seed = c.Seed, Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads, EvalPrompts = c.EvalPrompts };
+        DpoConfig Dpo(DpoConfig p) => p with
+        {
+            Model = Model("sft"), Data = new() { rankings }, Reward = Model("reward"), Cache = c.Cache, Seed = c.Seed,
+            Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads, EvalPrompts = c.EvalPrompts,
+        };
+        Stage("ppo", () => PpoTrainer.Run(Ppo(c.Ppo), D("ppo"), resume: true, log, P("ppo"), cancel));
+        Stage("dpo", () => DpoTrainer.Run(Dpo(c.Dpo), D("dpo"), resume: true, log, P("dpo"), cancel));
+        Stage("bon", () =>
+        {
+            var device = Native.TorchRuntime.ResolveDevice(c.Device);
+            var corpora = Pretrainer.OpenCorpora(c.Cache, log);
+            var (policy, tok, _) = Checkpoints.HfCheckpoint.Load(Model("sft"), device);
+            var (rm, _) = Modeling.RewardModel.Load(Model("reward"), device);
+            var prompts = SentimentPrompts.Build(corpora).Eval.Take(c.EvalPrompts).ToList();
+            var points = BestOfNEval.Curve(policy, rm, tok, SentimentOracle.FromCorpora(corpora), prompts, c.BestOfN,
+                new Generation.SamplingOptions { Temperature = 1.0, MaxNewTokens = c.Ppo.MaxNewTokens, Seed = c.Seed });
+            BestOfNEval.Write(new RunDirectory(D("bon")), points);
+        });
+        Stage("frontier", () =>
+        {
+            // Sub-runs resume individually; the stage is complete when all of them are.
+            var f = c.Frontier;
+            var runs = new List<(string Name, Action<string> Body)>();
+            foreach (var b in f.PpoBetas)
+                runs.Add(($"ppo_beta{b}", dir => PpoTrainer.Run(Ppo(c.Ppo) with { Beta = b, Iterations = f.PpoIterations }, dir, true, log, P("frontier"), cancel)));
+            foreach (var b in f.DpoBetas)
+                runs.Add(($"dpo_beta{b}", dir => DpoTrainer.Run(Dpo(c.Dpo) with { Beta = b, Optim = c.Dpo.Optim with { MaxSteps = f.DpoSteps } }, dir, true, log, P("frontier"), cancel)));
+            if (f.Ablations)
+            {
+                runs.Add(("ppo_no_ptx", dir => PpoTrainer.Run(Ppo(c.Ppo) with { PtxCoef = 0 }, dir, true, log, P("frontier"), cancel)));
+                runs.Add(("ppo_beta0", dir => PpoTrainer.Run(Ppo(c.Ppo) with { Beta = 0, AdaptiveKl = null }, dir, true, log, P("frontier"), cancel)));
+            }
+            foreach (var (name, body) in runs)
+            {
+                var dir = Path.Combine(D("frontier"), name);
+                if (File.Exists(Path.Combine(dir, "summary.json"))) continue;
+                log?.Invoke($"[frontier] {name}");
+                body(dir);
+            }
+            new RunDirectory(D("frontier")).WriteSummary(new Dictionary<string, object?> { ["runs"] = runs.Select(r => r.Name).ToList() });
+        });
+        Stage("report", () => Report.Write(root, c, log));
+        return Path.Combine(D("report"), "report.json");
+    }
+}
