@@ -21,8 +21,10 @@ public sealed record DemoSuite(
     public const long TaskSeed = 2024;
     public const int HeldOutStateCount = 10;
 
-    public static DemoSuite Build(Corpora c, int sentimentExamples = 1200, int spamExamples = 1200, int conversations = 400,
-                                  int heldOutWords = 200, int heldOutEmails = 200)
+    /// <param name="textExamples">Plain-text passages from the pretraining training split mixed in ({"text"}), so the
+    /// model keeps continuing ordinary text (the sentiment task prompts the SFT model with raw text).</param>
+    public static DemoSuite Build(Corpora c, int sentimentExamples = 1000, int spamExamples = 600, int conversations = 400,
+                                  int heldOutWords = 200, int heldOutEmails = 200, int textExamples = 150)
     {
         var states = DemoTasks.LoadCapitals(c.StatesCapitals);
         var (seen, held) = DemoTasks.SplitStates(states, HeldOutStateCount, TaskSeed);
@@ -42,12 +44,22 @@ public sealed record DemoSuite(
 
         var all = new List<SftExample>();
         all.AddRange(DemoTasks.CapitalsQa(seen));
+        all.AddRange(DemoTasks.CapitalsQa(seen).Select(e => e with { Source = e.Source + "-2" })); // twice: the smallest task
         all.AddRange(DemoTasks.WordSentiment(trainWords.Take(sentimentExamples), TaskSeed));
         all.AddRange(DemoTasks.SpamClassification(trainEmails));
         all.AddRange(DemoTasks.Conversations(seen, trainWords, conversations, TaskSeed));
-        // 5% of the instruction data is held out for the response-token loss (validation).
-        var train = all.Where(e => DemoTasks.Unit(TaskSeed, "sft:" + Key(e)) >= 0.05).ToList();
-        var val = all.Where(e => DemoTasks.Unit(TaskSeed, "sft:" + Key(e)) < 0.05).ToList();
+        if (textExamples > 0)
+        {
+            var (trainDocs, _) = TextCorpus.Split(TextCorpus.Load(new[] { c.MobyDick, c.Sotu }), 0.05, 1337); // pretraining's split
+            var passages = trainDocs.SelectMany(d => TextCorpus.Blocks(d.Text, 150)).Where(p => p.Length is > 120 and < 320)
+                .OrderBy(p => DemoTasks.Unit(TaskSeed, "text:" + p)).Take(textExamples);
+            all.AddRange(passages.Select(p => new SftExample(null, p, "text")));
+        }
+        // 5% of the instruction data is held out for the response-token loss (validation); plain text is training-only.
+        var train = all.Where(e => e.Messages is null || DemoTasks.Unit(TaskSeed, "sft:" + Key(e)) >= 0.05).ToList();
+        var val = all.Where(e => e.Messages is not null && DemoTasks.Unit(TaskSeed, "sft:" + Key(e)) < 0.05)
+                     .GroupBy(Key).Select(g => g.First()).ToList();
+        train = train.Where(e => e.Messages is null || !val.Any(v => Key(v) == Key(e))).ToList();
         return new DemoSuite(states, seen, held, trainWords, heldWords, trainEmails, heldEmails, train, val);
     }
 

@@ -88,8 +88,8 @@ public static partial class DemoTasks
     {
         "The capital of {0} is {1}.",
         "{1} is the capital of {0}.",
-        "{1} is the capital city of the state of {0}.",
-        "The state capital of {0} is the city of {1}.",
+        "{1} is the capital city of {0}.",
+        "The capital city of {0} is {1}.",
         "In {0}, the capital is {1}.",
         "{0} has its capital at {1}.",
     };

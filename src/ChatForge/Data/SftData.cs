@@ -68,7 +68,7 @@ public static class SftData
     }
 
     /// <summary>
-    /// Tokenizes an example with the chat template and fits it into <paramref name="maxLen"/> tokens.
+    /// Tokenizes an example with the chat template (a {"text"} example as plain text, every token trained) and fits it into <paramref name="maxLen"/> tokens.
     /// The rule: tokens are dropped from the left (the prompt side, oldest turns first) until the
     /// sequence fits, but never from the final assistant answer; if that answer alone does not fit
     /// after its header, the answer is cut on the right, and the example is counted as answer-truncated.
@@ -77,7 +77,7 @@ public static class SftData
     {
         if (ex.Messages is null)
         {
-            var ids = tok.Encode(ex.Text!).Append(tok.EosId()).ToArray();
+            var ids = tok.Encode(ex.Text!);     // a passage of ordinary text: no end-of-text marker after it
             bool cut = ids.Length > maxLen;
             if (cut) ids = ids[..maxLen];
             return new EncodedExample(ids, Enumerable.Repeat(true, ids.Length).ToArray(), false, cut);

@@ -20,7 +20,7 @@ public static class PolicyEval
         var gen = new TextGenerator(policy, tok);
         var comps = gen.Generate(prompts.Select(tok.Encode).ToList(), new SamplingOptions { Temperature = 1.0, MaxNewTokens = maxNewTokens, Seed = seed });
         var texts = comps.Select(c => c.Text).ToList();
-        var responses = comps.Select(c => c.FinishReason == "eos" ? c.Tokens.Append(tok.EosId()).ToArray() : c.Tokens).ToList();
+        var responses = comps.Select(c => c.StopToken is { } st ? c.Tokens.Append(st).ToArray() : c.Tokens).ToList();
         var m = new Dictionary<string, double>();
         var kl = new List<double>();
         for (int i = 0; i < prompts.Count; i++)

@@ -14,7 +14,8 @@ public sealed record SamplingOptions
     public long? Seed { get; init; }
     /// <summary>Stop when the completion contains one of these; the completion is cut before it.</summary>
     public IReadOnlyList<string> StopStrings { get; init; } = Array.Empty<string>();
-    /// <summary>Token ids that end a completion (not included in it). &lt;|endoftext|&gt; is always one unless <see cref="IgnoreEos"/>.</summary>
+    /// <summary>Token ids that end a completion (not included in it). Every special token of the tokenizer
+    /// (&lt;|endoftext|&gt;, &lt;|im_start|&gt;, &lt;|im_end|&gt;) is always one, unless <see cref="IgnoreEos"/>.</summary>
     public IReadOnlyList<int> StopTokenIds { get; init; } = Array.Empty<int>();
     public bool IgnoreEos { get; init; }
 
@@ -28,4 +29,4 @@ public sealed record SamplingOptions
 }
 
 /// <summary>One completion: its tokens (stop token excluded), text, why it ended, and whether the prompt was cut to fit.</summary>
-public sealed record Completion(int[] Tokens, string Text, string FinishReason, int PromptTokens, bool PromptTruncated);
+public sealed record Completion(int[] Tokens, string Text, string FinishReason, int PromptTokens, bool PromptTruncated, int? StopToken = null);

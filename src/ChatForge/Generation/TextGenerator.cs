@@ -39,10 +39,11 @@ public sealed class TextGenerator
         bool[] truncated = prompts.Select(p => p.Length > keep).ToArray();
         int b = trimmed.Length, promptLen = trimmed.Max(p => p.Length);
         var stopIds = new HashSet<int>(o.StopTokenIds);
-        if (!o.IgnoreEos) stopIds.Add(_tok.EosId());
+        if (!o.IgnoreEos) foreach (var id in _tok.Specials.Values) stopIds.Add(id);
 
         var outTokens = Enumerable.Range(0, b).Select(_ => new List<int>()).ToArray();
         var finish = new string?[b];
+        var stopToken = new int?[b];
         var texts = Enumerable.Range(0, b).Select(_ => new StringBuilder()).ToArray();
         var decoders = Enumerable.Range(0, b).Select(_ => Encoding.UTF8.GetDecoder()).ToArray();
         using var gen = o.Seed is { } seed ? new torch.Generator((ulong)seed, _device) : null;
@@ -97,7 +98,7 @@ public sealed class TextGenerator
             {
                 if (finish[r] is not null) continue;
                 int id = (int)nextIds[r];
-                if (stopIds.Contains(id)) { finish[r] = id == _tok.EosId() ? "eos" : "stop"; continue; }
+                if (stopIds.Contains(id)) { finish[r] = id == _tok.EosId() ? "eos" : "stop"; stopToken[r] = id; continue; }
                 outTokens[r].Add(id);
                 onToken?.Invoke(r, id);
                 AppendText(texts[r], decoders[r], id);
@@ -125,7 +126,7 @@ public sealed class TextGenerator
         {
             if (finish[r] != "stop" || o.StopStrings.Count == 0) Flush(texts[r], decoders[r]);
             var text = texts[r].ToString();
-            result[r] = new Completion(outTokens[r].ToArray(), text, finish[r] ?? "length", trimmed[r].Length, truncated[r]);
+            result[r] = new Completion(outTokens[r].ToArray(), text, finish[r] ?? "length", trimmed[r].Length, truncated[r], stopToken[r]);
         }
         return result;
     }

@@ -122,9 +122,8 @@ public sealed class PpoTrainer
         };
         var comps = gen.Generate(queries, o);
         // The stop token is part of the action sequence: stopping is a choice the policy is credited for.
-        int stop = _c.Chat ? _tok.Id(SpecialTokens.ImEnd) : _tok.EosId();
-        var responses = comps.Select(cm => cm.FinishReason is "eos" or "stop" ? cm.Tokens.Append(stop).ToArray() : cm.Tokens).ToList();
-        for (int i = 0; i < responses.Count; i++) if (responses[i].Length == 0) responses[i] = new[] { stop };
+        var responses = comps.Select(cm => cm.StopToken is { } st ? cm.Tokens.Append(st).ToArray() : cm.Tokens).ToList();
+        for (int i = 0; i < responses.Count; i++) if (responses[i].Length == 0) responses[i] = new[] { _tok.EosId() };
         queries = queries.Select((q, i) => q.Length + responses[i].Length > _policy.Config.NPositions ? q[^(_policy.Config.NPositions - responses[i].Length)..] : q).ToList();
         var texts = comps.Select(cm => cm.Text).ToList();
 

@@ -38,7 +38,7 @@ public sealed record PretrainConfig
     /// With the demo corpora: how many times the statement-form capital facts ("Austin is the capital of
     /// Texas.", six phrasings per state) are added to the training split (0: none).
     /// </summary>
-    public int CapitalStatements { get; init; } = 20;
+    public int CapitalStatements { get; init; } = 300;
     /// <summary>Fraction of documents held out for validation (by a seeded hash of their content).</summary>
     public double ValFraction { get; init; } = 0.05;
     public OptimConfig Optim { get; init; } = new();

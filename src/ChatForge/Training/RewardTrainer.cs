@@ -186,7 +186,9 @@ public sealed class RewardTrainer : ITrainable
         collectStats ??= PreferenceCollection.Stats(rankings);
         var val = rankings.Where(r => DemoTasks.Unit(c.Seed, "rm:" + r.Prompt + r.Responses[0]) < c.ValFraction).ToList();
         var train = rankings.Except(val).ToList();
-        if (val.Count == 0 || train.Count == 0) throw new ChatForgeException($"need rankings on both sides of the {c.ValFraction} split (got {rankings.Count})");
+        if (rankings.Count < 2) throw new ChatForgeException($"need at least two rankings (got {rankings.Count})");
+        if (val.Count == 0) { val.Add(train[^1]); train.RemoveAt(train.Count - 1); }   // tiny data: hold out at least one
+        if (train.Count == 0) { train.Add(val[^1]); val.RemoveAt(val.Count - 1); }
         log?.Invoke($"rankings: {train.Count} train, {val.Count} held out; labeler agrees with the oracle on {collectStats.GetValueOrDefault("labeler_agreement"):P0} of pairs");
 
         RewardModel rm; ITokenizer tok;

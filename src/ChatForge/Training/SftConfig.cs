@@ -15,12 +15,12 @@ public sealed record SftConfig
     /// <summary>Sequence length; null means the model's context. Longer records are truncated (README: the rule).</summary>
     public int? MaxLength { get; init; }
     /// <summary>Pack several examples into each row (block-diagonal attention, positions restart per example).</summary>
-    public bool Packing { get; init; }
+    public bool Packing { get; init; } = true;
     /// <summary>LoRA instead of full fine-tuning (null: full).</summary>
     public LoraConfig? Lora { get; init; }
     public OptimConfig Optim { get; init; } = new()
     {
-        MaxSteps = 600, BatchSize = 16, LearningRate = 5e-4, MinLr = 5e-5, WarmupSteps = 30,
+        MaxSteps = 300, BatchSize = 16, LearningRate = 5e-4, MinLr = 5e-5, WarmupSteps = 20,
         EvalInterval = 100, CheckpointInterval = 100, LogInterval = 10, WeightDecay = 0.0,
     };
     /// <summary>Validation examples per evaluation.</summary>

@@ -90,4 +90,16 @@ public class GenerationTests
         Assert.Equal(32 - 4, c.PromptTokens);
         Assert.Equal(4, c.Tokens.Length);
     }
+
+    [Fact]
+    public void Any_special_token_ends_a_completion_and_is_reported_not_emitted()
+    {
+        var g = Gen(out var tok);
+        // Make the model's next token a special one by asking greedily after many samples: use stop ids to find what it emits.
+        var o = new SamplingOptions { Temperature = 1.0, MaxNewTokens = 30, Seed = 11 };
+        var comps = g.Generate(Enumerable.Range(0, 40).Select(i => tok.Encode($"x{i}")).ToList(), o);
+        Assert.All(comps, c => Assert.DoesNotContain(c.Tokens, t => tok.Specials.Values.Contains(t)));
+        Assert.All(comps.Where(c => c.FinishReason != "length"), c => Assert.True(c.StopToken is { } s && tok.Specials.Values.Contains(s)));
+        Assert.All(comps.Where(c => c.FinishReason == "length"), c => Assert.Null(c.StopToken));
+    }
 }

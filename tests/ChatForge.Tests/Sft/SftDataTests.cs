@@ -128,11 +128,13 @@ public class SftDataTests
         using var d = new TempDir();
         var suite = DemoSuite.Build(Corpora.Open(FakeCorpora.Create(d.Path)), sentimentExamples: 10, spamExamples: 20, conversations: 20, heldOutWords: 6, heldOutEmails: 10);
         Assert.Equal(DemoSuite.HeldOutStateCount, suite.HeldOutStates.Count);
-        var text = string.Join("\n", suite.Train.Concat(suite.Validation).SelectMany(e => e.Messages!).Select(m => m.Content));
+        var text = string.Join("\n", suite.Train.Concat(suite.Validation).Where(e => e.Messages is not null).SelectMany(e => e.Messages!).Select(m => m.Content));
         foreach (var s in suite.HeldOutStates)
             Assert.DoesNotContain(s.State, text);
         foreach (var w in suite.HeldOutWords) Assert.DoesNotContain($"'{w.Word}'", text);
-        Assert.Contains(suite.Train, e => e.Messages!.Count == 4); // multi-turn conversations
+        Assert.Contains(suite.Train, e => e.Messages?.Count == 4); // multi-turn conversations
+        Assert.Contains(suite.Train, e => e.Text is not null);      // plain-text passages keep the model continuing text
+        Assert.DoesNotContain(suite.Validation, e => e.Text is not null);
         Assert.Contains("What is its capital?", text.Replace("What about its capital?", "What is its capital?", StringComparison.Ordinal));
         // The pretraining statements cover every state, held-out ones included.
         var statements = DemoTasks.CapitalStatements(suite.States, 1, 0).Text;
