@@ -14,9 +14,11 @@ public sealed record FrontierConfig
     /// <summary>β values for extra DPO runs (the main DPO run is a point too).</summary>
     public List<double> DpoBetas { get; init; } = new() { 0.03, 0.3 };
     /// <summary>PPO iterations of each extra run.</summary>
-    public int PpoIterations { get; init; } = 50;
+    public int PpoIterations { get; init; } = 30;
     /// <summary>DPO steps of each extra run.</summary>
-    public int DpoSteps { get; init; } = 100;
+    public int DpoSteps { get; init; } = 80;
+    /// <summary>PPO iterations of each ablation run.</summary>
+    public int AblationIterations { get; init; } = 40;
     /// <summary>Also run PPO with γ = 0 (no pretraining term) and with β = 0 (no KL penalty: reward hacking).</summary>
     public bool Ablations { get; init; } = true;
 }
@@ -35,7 +37,7 @@ public sealed record PipelineConfig
     public int? Threads { get; init; }
     public PretrainConfig Pretrain { get; init; } = PretrainConfig.Demo with
     {
-        Optim = PretrainConfig.Demo.Optim with { MaxSteps = 900, EvalInterval = 300, CheckpointInterval = 300 },
+        Optim = PretrainConfig.Demo.Optim with { MaxSteps = 850, EvalInterval = 250, CheckpointInterval = 250 },
         SamplePrompts = new() { "Call me" },
     };
     public SftConfig Sft { get; init; } = SftConfig.Demo with { EvalTasks = false };
@@ -68,7 +70,7 @@ public sealed record PipelineConfig
         Ppo = PpoConfig.Tiny with { PtxCoef = 0.5 },
         Dpo = DpoConfig.Tiny,
         BestOfN = new() { 1, 2 },
-        Frontier = new FrontierConfig { PpoBetas = new() { 0.3 }, DpoBetas = new() { 0.3 }, PpoIterations = 2, DpoSteps = 2 },
+        Frontier = new FrontierConfig { PpoBetas = new() { 0.3 }, DpoBetas = new() { 0.3 }, PpoIterations = 2, DpoSteps = 2, AblationIterations = 2 },
         EvalPrompts = 4,
     };
 
@@ -159,8 +161,8 @@ public static class Pipeline
                 runs.Add(($"dpo_beta{b}", dir => DpoTrainer.Run(Dpo(c.Dpo) with { Beta = b, Optim = c.Dpo.Optim with { MaxSteps = f.DpoSteps } }, dir, true, log, P("frontier"), cancel)));
             if (f.Ablations)
             {
-                runs.Add(("ppo_no_ptx", dir => PpoTrainer.Run(Ppo(c.Ppo) with { PtxCoef = 0 }, dir, true, log, P("frontier"), cancel)));
-                runs.Add(("ppo_beta0", dir => PpoTrainer.Run(Ppo(c.Ppo) with { Beta = 0, AdaptiveKl = null }, dir, true, log, P("frontier"), cancel)));
+                runs.Add(("ppo_no_ptx", dir => PpoTrainer.Run(Ppo(c.Ppo) with { PtxCoef = 0, Iterations = f.AblationIterations }, dir, true, log, P("frontier"), cancel)));
+                runs.Add(("ppo_beta0", dir => PpoTrainer.Run(Ppo(c.Ppo) with { Beta = 0, AdaptiveKl = null, Iterations = f.AblationIterations }, dir, true, log, P("frontier"), cancel)));
             }
             foreach (var (name, body) in runs)
             {

@@ -21,13 +21,13 @@ public sealed record PpoConfig
     public bool Chat { get; init; }
     public string? Cache { get; init; }
     /// <summary>PPO iterations (rollout + update) per round.</summary>
-    public int Iterations { get; init; } = 80;
+    public int Iterations { get; init; } = 60;
     /// <summary>Prompts per rollout.</summary>
     public int RolloutBatch { get; init; } = 32;
     /// <summary>Sequences per PPO minibatch.</summary>
-    public int MiniBatch { get; init; } = 8;
+    public int MiniBatch { get; init; } = 16;
     /// <summary>Passes over each rollout.</summary>
-    public int PpoEpochs { get; init; } = 4;
+    public int PpoEpochs { get; init; } = 2;
     public int MaxNewTokens { get; init; } = 24;
     /// <summary>Initial (or fixed) KL coefficient β.</summary>
     public double Beta { get; init; } = 0.1;
@@ -46,8 +46,10 @@ public sealed record PpoConfig
     /// <summary>γ of PPO-ptx: weight of the next-token loss on pretraining batches mixed into each update (0: plain PPO).</summary>
     public double PtxCoef { get; init; }
     /// <summary>Pretraining sequences per update for PPO-ptx.</summary>
-    public int PtxBatch { get; init; } = 8;
-    public double LearningRate { get; init; } = 2e-5;
+    public int PtxBatch { get; init; } = 4;
+    /// <summary>Tokens per pretraining sequence for PPO-ptx (at most the context).</summary>
+    public int PtxLength { get; init; } = 64;
+    public double LearningRate { get; init; } = 5e-5;
     public double ValueLearningRate { get; init; } = 1e-4;
     /// <summary>"reward": the value model starts as a copy of the reward model; "policy": the SFT backbone with a zero head.</summary>
     public string ValueInit { get; init; } = "reward";
@@ -89,6 +91,7 @@ public sealed record PpoConfig
         Check(EarlyStopKl > 0, "early_stop_kl", EarlyStopKl, "> 0");
         Check(PtxCoef >= 0, "ptx_coef", PtxCoef, "≥ 0");
         Check(PtxBatch >= 1, "ptx_batch", PtxBatch, "≥ 1");
+        Check(PtxLength >= 2, "ptx_length", PtxLength, "≥ 2");
         Check(LearningRate > 0, "learning_rate", LearningRate, "> 0");
         Check(ValueLearningRate > 0, "value_learning_rate", ValueLearningRate, "> 0");
         Check(ValueInit is "reward" or "policy", "value_init", ValueInit, "reward or policy");

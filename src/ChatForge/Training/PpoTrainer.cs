@@ -178,7 +178,7 @@ public sealed class PpoTrainer
                 double ptx = double.NaN;
                 if (_c.PtxCoef > 0 && _ptxTrain is not null)
                 {
-                    int bt = Math.Min(_policy.Config.NPositions, _ptxTrain.Tokens.Length - 2);
+                    int bt = Math.Min(Math.Min(_c.PtxLength, _policy.Config.NPositions), _ptxTrain.Tokens.Length - 2);
                     var offs = _ptxTrain.RandomOffsets(_c.Seed, iteration * 1000 + updates, 0, _c.PtxBatch, bt);
                     var (x, y) = Pretrainer.Windows(_ptxTrain, offs, bt, _device);
                     var ptxLoss = Losses.CrossEntropy(_policy.call(x), y);

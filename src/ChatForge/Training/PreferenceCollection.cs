@@ -16,7 +16,7 @@ public sealed record CollectConfig
     public int K { get; init; } = 4;
     public int Prompts { get; init; } = 600;
     /// <summary>Standard deviation of the Gaussian noise the labeler adds to the oracle score before ranking.</summary>
-    public double NoiseStd { get; init; } = 0.25;
+    public double NoiseStd { get; init; } = 0.08;
     /// <summary>Perceived scores closer than this are ranked as ties.</summary>
     public double TieMargin { get; init; }
     public int MaxNewTokens { get; init; } = 24;
