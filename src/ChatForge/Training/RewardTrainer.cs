@@ -17,16 +17,17 @@ public sealed record RewardConfig
     public string Model { get; init; } = "";
     /// <summary>Rankings or pairs JSONL; empty means: collect rankings from the SFT model with <see cref="Collect"/>.</summary>
     public List<string> Data { get; init; } = new();
-    public CollectConfig Collect { get; init; } = new();
+    public CollectConfig Collect { get; init; } = new() { Prompts = 1500 };
     public string? Cache { get; init; }
     /// <summary>Fraction of prompts held out for accuracy and loss.</summary>
     public double ValFraction { get; init; } = 0.1;
     /// <summary>Optional margin m in −log σ(r_w − r_l − m).</summary>
     public double Margin { get; init; }
+    /// <summary>The final reward model is the checkpoint with the lowest held-out loss (early stopping).</summary>
     public OptimConfig Optim { get; init; } = new()
     {
-        MaxSteps = 250, BatchSize = 8, LearningRate = 1e-4, MinLr = 1e-5, WarmupSteps = 20,
-        EvalInterval = 50, CheckpointInterval = 50, LogInterval = 10, WeightDecay = 0.0,
+        MaxSteps = 200, BatchSize = 16, LearningRate = 5e-5, MinLr = 5e-6, WarmupSteps = 20,
+        EvalInterval = 25, CheckpointInterval = 50, LogInterval = 10, WeightDecay = 0.0,
     };
     public long Seed { get; init; } = 1337;
     public bool Deterministic { get; init; }
@@ -200,6 +201,24 @@ public sealed class RewardTrainer : ITrainable
         }
         var trainer = new RewardTrainer(c, rm, tok, train, val);
         var final = TrainingLoop.Run(trainer, c.Optim, run, resuming, progress, cancel);
+        // Early stopping: the reward model is the checkpoint with the lowest held-out loss (best/), which
+        // becomes model/ (its training_state kept, so --resume still continues the run).
+        if (Directory.Exists(run.BestDir) && File.Exists(Path.Combine(run.BestDir, HfCheckpoint.WeightsFile)))
+        {
+            var state = run.StateDir;
+            Util.AtomicFile.ReplaceDirectory(run.ModelDir, dir =>
+            {
+                foreach (var f in Directory.GetFiles(run.BestDir)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+                if (Directory.Exists(state))
+                {
+                    Directory.CreateDirectory(Path.Combine(dir, TrainingState.DirName));
+                    foreach (var f in Directory.GetFiles(state)) File.Copy(f, Path.Combine(dir, TrainingState.DirName, Path.GetFileName(f)));
+                }
+            });
+            rm.Dispose();
+            (rm, _) = RewardModel.Load(run.ModelDir, device);
+            foreach (var (k, v) in Evaluate(rm, tok, val, c.Optim.BatchSize, c.Margin)) final[k] = v;
+        }
         Plots.Lines(run.Path_("reward_accuracy.png"), "Reward model accuracy", "step", "pairwise accuracy", new[]
         {
             ("train (labeler)", MetricsLog.Read(run.MetricsPath).Where(r => r.ContainsKey("accuracy")).Select(r => (r["step"], r["accuracy"])).ToList()),
