@@ -32,7 +32,7 @@ public sealed record DpoConfig
     public int MaxNewTokens { get; init; } = 24;
     public OptimConfig Optim { get; init; } = new()
     {
-        MaxSteps = 150, BatchSize = 16, LearningRate = 1e-5, MinLr = 1e-5, WarmupSteps = 10,
+        MaxSteps = 150, BatchSize = 16, LearningRate = 1e-4, MinLr = 1e-5, WarmupSteps = 10,
         EvalInterval = 50, CheckpointInterval = 50, LogInterval = 10, WeightDecay = 0.0,
     };
     public long Seed { get; init; } = 1337;

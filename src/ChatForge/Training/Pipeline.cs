@@ -158,7 +158,15 @@ public static class Pipeline
             foreach (var b in f.PpoBetas)
                 runs.Add(($"ppo_beta{b}", dir => PpoTrainer.Run(Ppo(c.Ppo) with { Beta = b, Iterations = f.PpoIterations }, dir, true, log, P("frontier"), cancel)));
             foreach (var b in f.DpoBetas)
-                runs.Add(($"dpo_beta{b}", dir => DpoTrainer.Run(Dpo(c.Dpo) with { Beta = b, Optim = c.Dpo.Optim with { MaxSteps = f.DpoSteps } }, dir, true, log, P("frontier"), cancel)));
+                runs.Add(($"dpo_beta{b}", dir =>
+                {
+                    // Same pairs, same reference model: reuse the main DPO run's cached reference log-probabilities.
+                    var cached = Path.Combine(D("dpo"), "reference_logps.safetensors");
+                    Directory.CreateDirectory(dir);
+                    if (File.Exists(cached) && !File.Exists(Path.Combine(dir, "reference_logps.safetensors")))
+                        File.Copy(cached, Path.Combine(dir, "reference_logps.safetensors"));
+                    DpoTrainer.Run(Dpo(c.Dpo) with { Beta = b, Optim = c.Dpo.Optim with { MaxSteps = f.DpoSteps } }, dir, true, log, P("frontier"), cancel);
+                }));
             if (f.Ablations)
             {
                 runs.Add(("ppo_no_ptx", dir => PpoTrainer.Run(Ppo(c.Ppo) with { PtxCoef = 0, Iterations = f.AblationIterations }, dir, true, log, P("frontier"), cancel)));
