@@ -58,11 +58,7 @@ public sealed record DpoConfig
         Optim = new OptimConfig { MaxSteps = 8, BatchSize = 4, LearningRate = 1e-3, MinLr = 1e-4, WarmupSteps = 1, EvalInterval = 4, CheckpointInterval = 4, LogInterval = 2, WeightDecay = 0 },
     };
 
-    public static DpoConfig Load(string? preset, string? file)
-    {
-        var p = preset switch { null or "demo" => Demo, "tiny" => Tiny, _ => throw new ChatForgeException($"unknown preset '{preset}' (tiny, demo)") };
-        return file is null ? p : ConfigMerge.Overlay(p, File.Exists(file) ? File.ReadAllText(file) : throw new ChatForgeException($"{file}: file not found"), file);
-    }
+    public static DpoConfig Load(string? preset, string? file) => ConfigMerge.Load(preset, file, Demo, Tiny);
 }
 
 /// <summary>
@@ -172,12 +168,7 @@ public sealed class DpoTrainer : ITrainable
         Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         c.Validate("dpo config");
-        TorchRuntime.ConfigureThreads(c.Deterministic, c.Threads);
-        TorchRuntime.Seed(c.Seed);
-        var device = TorchRuntime.ResolveDevice(c.Device);
-        var run = new RunDirectory(outDir);
-        bool resuming = resume && run.HasCheckpoint;
-        run.WriteConfig(c);
+        var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume, c.Seed, c.Deterministic, c.Threads, c.Device);
 
         var (policy, tok, _) = HfCheckpoint.Load(resuming ? run.ModelDir : c.Model, device);
         var (reference, _, _) = HfCheckpoint.Load(c.Model, device);

@@ -74,11 +74,7 @@ public sealed record PipelineConfig
         EvalPrompts = 4,
     };
 
-    public static PipelineConfig Load(string? preset, string? file)
-    {
-        var p = preset switch { null or "demo" => Demo, "tiny" => Tiny, _ => throw new ChatForgeException($"unknown preset '{preset}' (tiny, demo)") };
-        return file is null ? p : ConfigMerge.Overlay(p, File.Exists(file) ? File.ReadAllText(file) : throw new ChatForgeException($"{file}: file not found"), file);
-    }
+    public static PipelineConfig Load(string? preset, string? file) => ConfigMerge.Load(preset, file, Demo, Tiny);
 }
 
 public static class Pipeline

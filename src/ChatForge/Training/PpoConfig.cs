@@ -109,9 +109,5 @@ public sealed record PpoConfig
         PtxBatch = 2, LearningRate = 1e-4, RoundCollect = new CollectConfig { Prompts = 16, K = 3, MaxNewTokens = 8 }, RoundRewardSteps = 4,
     };
 
-    public static PpoConfig Load(string? preset, string? file)
-    {
-        var p = preset switch { null or "demo" => Demo, "tiny" => Tiny, _ => throw new ChatForgeException($"unknown preset '{preset}' (tiny, demo)") };
-        return file is null ? p : ConfigMerge.Overlay(p, File.Exists(file) ? File.ReadAllText(file) : throw new ChatForgeException($"{file}: file not found"), file);
-    }
+    public static PpoConfig Load(string? preset, string? file) => ConfigMerge.Load(preset, file, Demo, Tiny);
 }

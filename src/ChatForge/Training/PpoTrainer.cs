@@ -291,12 +291,7 @@ public sealed class PpoTrainer
         Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         c.Validate("ppo config");
-        TorchRuntime.ConfigureThreads(c.Deterministic, c.Threads);
-        TorchRuntime.Seed(c.Seed);
-        var device = TorchRuntime.ResolveDevice(c.Device);
-        var run = new RunDirectory(outDir);
-        bool resuming = resume && run.HasCheckpoint;
-        run.WriteConfig(c);
+        var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume, c.Seed, c.Deterministic, c.Threads, c.Device);
 
         // Prompts and, for the demo, the oracle and pretraining text (PPO-ptx, held-out pretraining loss).
         List<string> prompts, evalPrompts;

@@ -104,26 +104,22 @@ public sealed record PretrainConfig
         SamplePrompts = new() { "The " },
     };
 
-    public static PretrainConfig Preset(string name) => name switch
-    {
-        "demo" => Demo,
-        "tiny" => Tiny,
-        _ => throw new ChatForgeException($"unknown preset '{name}' (tiny, demo)"),
-    };
-
     /// <summary>The preset, overlaid with the keys of a JSON config file (unknown keys are errors).</summary>
-    public static PretrainConfig Load(string? preset, string? file)
-    {
-        var baseConfig = Preset(preset ?? "demo");
-        if (file is null) return baseConfig;
-        if (!File.Exists(file)) throw new ChatForgeException($"{file}: file not found");
-        return ConfigMerge.Overlay(baseConfig, File.ReadAllText(file), file);
-    }
+    public static PretrainConfig Load(string? preset, string? file) => ConfigMerge.Load(preset, file, Demo, Tiny);
 }
 
 /// <summary>Overlays a (partial) JSON config on a preset, then deserializes strictly.</summary>
 public static class ConfigMerge
 {
+    /// <summary>The named preset ("demo" when null, or "tiny"), overlaid with <paramref name="file"/> when given.</summary>
+    public static T Load<T>(string? preset, string? file, T demo, T tiny)
+    {
+        var p = preset switch { null or "demo" => demo, "tiny" => tiny, _ => throw new ChatForgeException($"unknown preset '{preset}' (tiny, demo)") };
+        if (file is null) return p;
+        if (!File.Exists(file)) throw new ChatForgeException($"{file}: file not found");
+        return Overlay(p, File.ReadAllText(file), file);
+    }
+
     public static T Overlay<T>(T preset, string json, string source)
     {
         JsonNode? over;

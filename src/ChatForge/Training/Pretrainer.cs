@@ -63,11 +63,7 @@ public sealed class Pretrainer : ITrainable
         Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         c.Validate("pretrain config");
-        TorchRuntime.ConfigureThreads(c.Deterministic, c.Threads);
-        TorchRuntime.Seed(c.Seed);
-        var device = TorchRuntime.ResolveDevice(c.Device);
-        var run = new RunDirectory(outDir);
-        bool resuming = resume && run.HasCheckpoint;
+        var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume, c.Seed, c.Deterministic, c.Threads, c.Device);
         if (resume && !resuming) log?.Invoke($"no checkpoint in {run.ModelDir}: starting from scratch");
         run.WriteConfig(c);
 

@@ -50,11 +50,7 @@ public sealed record RewardConfig
         Optim = new OptimConfig { MaxSteps = 10, BatchSize = 4, LearningRate = 1e-3, MinLr = 1e-4, WarmupSteps = 2, EvalInterval = 5, CheckpointInterval = 5, LogInterval = 2, WeightDecay = 0 },
     };
 
-    public static RewardConfig Load(string? preset, string? file)
-    {
-        var p = preset switch { null or "demo" => Demo, "tiny" => Tiny, _ => throw new ChatForgeException($"unknown preset '{preset}' (tiny, demo)") };
-        return file is null ? p : ConfigMerge.Overlay(p, File.Exists(file) ? File.ReadAllText(file) : throw new ChatForgeException($"{file}: file not found"), file);
-    }
+    public static RewardConfig Load(string? preset, string? file) => ConfigMerge.Load(preset, file, Demo, Tiny);
 }
 
 /// <summary>
@@ -162,12 +158,7 @@ public sealed class RewardTrainer : ITrainable
         Action<TrainingProgress>? progress = null, CancellationToken cancel = default, string? collectWith = null)
     {
         c.Validate("reward config");
-        TorchRuntime.ConfigureThreads(c.Deterministic, c.Threads);
-        TorchRuntime.Seed(c.Seed);
-        var device = TorchRuntime.ResolveDevice(c.Device);
-        var run = new RunDirectory(outDir);
-        bool resuming = resume && run.HasCheckpoint;
-        run.WriteConfig(c);
+        var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume, c.Seed, c.Deterministic, c.Threads, c.Device);
 
         // Rankings: given, or collected now from the SFT model (saved in the run directory for reuse).
         List<Ranking> rankings;

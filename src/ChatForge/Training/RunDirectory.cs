@@ -43,4 +43,20 @@ public sealed class RunDirectory
         try { return JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(File.ReadAllText(path))!; }
         catch (JsonException e) { throw new ChatForgeException($"{path}: not valid JSON: {e.Message}", e); }
     }
+
+    /// <summary>
+    /// What every trainer does first: threads and determinism, the seed, the device, the run directory
+    /// (with the resolved config written into it), and whether a checkpoint there is to be resumed.
+    /// </summary>
+    public static (RunDirectory Run, TorchSharp.torch.Device Device, bool Resuming) Begin<T>(T config, string outDir, bool resume,
+        long seed, bool deterministic, int? threads, string device)
+    {
+        Native.TorchRuntime.ConfigureThreads(deterministic, threads);
+        Native.TorchRuntime.Seed(seed);
+        var dev = Native.TorchRuntime.ResolveDevice(device);
+        var run = new RunDirectory(outDir);
+        bool resuming = resume && run.HasCheckpoint;
+        run.WriteConfig(config);
+        return (run, dev, resuming);
+    }
 }

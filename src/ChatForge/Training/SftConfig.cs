@@ -50,11 +50,5 @@ public sealed record SftConfig
         EvalTasks = false,
     };
 
-    public static SftConfig Load(string? preset, string? file)
-    {
-        var p = preset switch { null or "demo" => Demo, "tiny" => Tiny, _ => throw new ChatForgeException($"unknown preset '{preset}' (tiny, demo)") };
-        if (file is null) return p;
-        if (!File.Exists(file)) throw new ChatForgeException($"{file}: file not found");
-        return ConfigMerge.Overlay(p, File.ReadAllText(file), file);
-    }
+    public static SftConfig Load(string? preset, string? file) => ConfigMerge.Load(preset, file, Demo, Tiny);
 }

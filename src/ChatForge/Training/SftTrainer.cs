@@ -166,12 +166,7 @@ public sealed class SftTrainer : ITrainable
         Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         c.Validate("sft config");
-        TorchRuntime.ConfigureThreads(c.Deterministic, c.Threads);
-        TorchRuntime.Seed(c.Seed);
-        var device = TorchRuntime.ResolveDevice(c.Device);
-        var run = new RunDirectory(outDir);
-        bool resuming = resume && run.HasCheckpoint;
-        run.WriteConfig(c);
+        var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume, c.Seed, c.Deterministic, c.Threads, c.Device);
 
         // The model: the base (plus a fresh adapter), or, when resuming, the checkpoint.
         Gpt model; ITokenizer tok;
