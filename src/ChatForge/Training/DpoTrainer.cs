@@ -207,17 +207,27 @@ public sealed class DpoTrainer : ITrainable
         }
         else
         {
-            log?.Invoke($"reference log-probabilities of {enc.Count} pairs");
-            var lc = new List<float>(); var lr = new List<float>();
+            // A response of a K-wise ranking sits in K−1 pairs: score each distinct sequence once.
+            var unique = new Dictionary<string, int>();
+            var seqs = new List<(int[] Ids, int Start)>();
+            int Slot(int[] ids, int start)
+            {
+                var key = start + ":" + string.Join(',', ids);
+                if (!unique.TryGetValue(key, out int k)) { k = seqs.Count; unique[key] = k; seqs.Add((ids, start)); }
+                return k;
+            }
+            var slots = enc.Select(e => (C: Slot(e.ci, e.cs), R: Slot(e.ri, e.rs))).ToList();
+            log?.Invoke($"reference log-probabilities of {enc.Count} pairs ({seqs.Count} distinct sequences)");
+            var logps = new float[seqs.Count];
             using (no_grad())
-                for (int i = 0; i < enc.Count; i += 32)
+                for (int i = 0; i < seqs.Count; i += 64)
                 {
                     using var scope = NewDisposeScope();
-                    var chunk = enc.Skip(i).Take(32).ToList();
-                    lc.AddRange(SequenceLogps(reference, chunk.Select(e => (e.ci, e.cs)).ToList(), tok.EosId()).cpu().data<float>().ToArray());
-                    lr.AddRange(SequenceLogps(reference, chunk.Select(e => (e.ri, e.rs)).ToList(), tok.EosId()).cpu().data<float>().ToArray());
+                    var chunk = seqs.GetRange(i, Math.Min(64, seqs.Count - i));
+                    SequenceLogps(reference, chunk, tok.EosId()).cpu().data<float>().ToArray().CopyTo(logps, i);
                 }
-            refC = lc.ToArray(); refR = lr.ToArray();
+            refC = slots.Select(s => logps[s.C]).ToArray();
+            refR = slots.Select(s => logps[s.R]).ToArray();
             SafeTensors.Save(cachePath, new Dictionary<string, Tensor> { ["chosen"] = tensor(refC), ["rejected"] = tensor(refR) });
         }
         var encoded = enc.Select((e, i) => (e.p, new EncodedPair(e.ci, e.cs, e.ri, e.rs, refC[i], refR[i]))).ToList();

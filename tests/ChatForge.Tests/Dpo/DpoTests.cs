@@ -1,6 +1,7 @@
 using ChatForge.Checkpoints;
 using ChatForge.Data;
 using ChatForge.Tests.Support;
+using ChatForge.Tokenization;
 using ChatForge.Training;
 using Xunit;
 using static TorchSharp.torch;
@@ -77,5 +78,36 @@ public class DpoTests
         DpoTrainer.Run(c with { Optim = c.Optim with { DecaySteps = 20 } }, d["part"], true);
         DpoTrainer.Run(c with { Optim = c.Optim with { DecaySteps = 20 } }, d["full"], false);
         Assert.Equal(File.ReadAllBytes(d["full/model/model.safetensors"]), File.ReadAllBytes(d["part/model/model.safetensors"]));
+    }
+    [Fact]
+    public void Reference_log_probs_are_each_pairs_own_computed_once_per_distinct_response()
+    {
+        using var d = new TempDir();
+        var baseDir = TinyBase.Create(d["b"]);
+        // K = 3: every response sits in two pairs, so 3 distinct sequences serve 3 pairs per prompt.
+        var rankings = Enumerable.Range(0, 8).Select(i => new Ranking($"Item {i}:", false,
+            new[] { " good good", $" so-so {i}", " bad bad bad bad" }, new[] { 1, 2, 3 })).ToList();
+        Preferences.WriteRankings(d["r.jsonl"], rankings);
+        var c = DpoConfig.Tiny with
+        {
+            Model = baseDir, Data = new() { d["r.jsonl"] }, Deterministic = true, ValFraction = 0.25,
+            Optim = DpoConfig.Tiny.Optim with { MaxSteps = 1, EvalInterval = 1, CheckpointInterval = 1 },
+        };
+        DpoTrainer.Run(c, d["dpo"], false);
+        var cached = SafeTensors.Load(d["dpo/reference_logps.safetensors"]);
+        var pairs = rankings.SelectMany(Preferences.ToPairs).ToList();
+        Assert.Equal(pairs.Count, (int)cached["chosen"].shape[0]);
+        var (model, tok, _) = HfCheckpoint.Load(baseDir);
+        model.eval();
+        using var _ = no_grad();
+        for (int i = 0; i < pairs.Count; i++)
+        {
+            var p = pairs[i];
+            var ch = Preferences.Encode(tok, p.Prompt, p.Chat, p.Chosen, model.Config.NPositions);
+            var rj = Preferences.Encode(tok, p.Prompt, p.Chat, p.Rejected, model.Config.NPositions);
+            float one(int[] ids, int start) => DpoTrainer.SequenceLogps(model, new[] { (ids, start) }, tok.EosId()).item<float>();
+            Assert.Equal(one(ch.Ids, ch.ResponseStart), cached["chosen"][i].item<float>(), 4);
+            Assert.Equal(one(rj.Ids, rj.ResponseStart), cached["rejected"][i].item<float>(), 4);
+        }
     }
 }
