@@ -14,11 +14,11 @@ public sealed record FrontierConfig
     /// <summary>β values for extra DPO runs (the main DPO run is a point too).</summary>
     public List<double> DpoBetas { get; init; } = new() { 0.03, 0.3 };
     /// <summary>PPO iterations of each extra run.</summary>
-    public int PpoIterations { get; init; } = 30;
+    public int PpoIterations { get; init; } = 20;
     /// <summary>DPO steps of each extra run.</summary>
     public int DpoSteps { get; init; } = 80;
     /// <summary>PPO iterations of each ablation run.</summary>
-    public int AblationIterations { get; init; } = 40;
+    public int AblationIterations { get; init; } = 30;
     /// <summary>Also run PPO with γ = 0 (no pretraining term) and with β = 0 (no KL penalty: reward hacking).</summary>
     public bool Ablations { get; init; } = true;
 }

@@ -17,7 +17,7 @@ public sealed record RewardConfig
     public string Model { get; init; } = "";
     /// <summary>Rankings or pairs JSONL; empty means: collect rankings from the SFT model with <see cref="Collect"/>.</summary>
     public List<string> Data { get; init; } = new();
-    public CollectConfig Collect { get; init; } = new() { Prompts = 1500 };
+    public CollectConfig Collect { get; init; } = new() { Prompts = 4000 };
     public string? Cache { get; init; }
     /// <summary>Fraction of prompts held out for accuracy and loss.</summary>
     public double ValFraction { get; init; } = 0.1;
@@ -26,7 +26,7 @@ public sealed record RewardConfig
     /// <summary>The final reward model is the checkpoint with the lowest held-out loss (early stopping).</summary>
     public OptimConfig Optim { get; init; } = new()
     {
-        MaxSteps = 200, BatchSize = 16, LearningRate = 5e-5, MinLr = 5e-6, WarmupSteps = 20,
+        MaxSteps = 300, BatchSize = 16, LearningRate = 3e-4, MinLr = 3e-5, WarmupSteps = 20,
         EvalInterval = 25, CheckpointInterval = 50, LogInterval = 10, WeightDecay = 0.0,
     };
     public long Seed { get; init; } = 1337;
