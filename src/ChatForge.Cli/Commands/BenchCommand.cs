@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using ChatForge.Evaluation;
 using ChatForge.Native;
+using ChatForge.Pipeline;
 using ChatForge.Training;
 
 namespace ChatForge.Cli.Commands;

@@ -1,3 +1,4 @@
+using ChatForge.Pipeline;
 using ChatForge.Training;
 
 namespace ChatForge.Cli.Commands;
@@ -15,7 +16,7 @@ public static class PipelineCommand
         if (a.Int("threads") is { } t) c = c with { Threads = t };
         var outDir = a.Get("out") ?? "runs/pipeline";
         long lastStep = -1; string lastStage = "";
-        var report = Pipeline.Run(c, outDir, a.Get("from"), ui.Log, (stage, p) =>
+        var report = PipelineRunner.Run(c, outDir, a.Get("from"), ui.Log, (stage, p) =>
         {
             // One line per 10% of each stage (the stages' own bars would nest).
             long every = Math.Max(1, p.MaxSteps / 10);

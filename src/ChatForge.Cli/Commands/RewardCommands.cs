@@ -3,8 +3,10 @@ using ChatForge.Checkpoints;
 using ChatForge.Data;
 using ChatForge.Evaluation;
 using ChatForge.Generation;
+using ChatForge.Labeling;
 using ChatForge.Modeling;
 using ChatForge.Native;
+using ChatForge.Pipeline;
 using ChatForge.Training;
 
 namespace ChatForge.Cli.Commands;
@@ -33,7 +35,7 @@ public static class PreferencesCommand
         var a = new Args(args, CollectArgs.Names.Concat(new[] { "model", "out", "pairs", "cache", "seed", "device" }));
         var c = CollectArgs.Apply(new CollectConfig(), a);
         var (model, tok, _) = HfCheckpoint.Load(a.Require("model"), TorchRuntime.ResolveDevice(a.Get("device") ?? "auto"));
-        var (rankings, stats) = PreferenceCollection.Collect(model, tok, Pretrainer.OpenCorpora(a.Get("cache"), ui.Log), c, ui.Log);
+        var (rankings, stats) = PreferenceCollection.Collect(model, tok, Corpora.OpenOrFetch(a.Get("cache"), ui.Log), c, ui.Log);
         var outPath = a.Require("out");
         Preferences.WriteRankings(outPath, rankings);
         if (a.Get("pairs") is { } pairs) Preferences.WritePairs(pairs, rankings.SelectMany(Preferences.ToPairs));
@@ -73,7 +75,7 @@ public static class RateCommand
     public static int Run(string[] args, Ui ui)
     {
         var a = new Args(args, new[] { "model", "prompt", "response", "device" }, flags: new[] { "chat", "raw" });
-        var (rm, tok) = RewardModel.Load(a.Require("model"), TorchRuntime.ResolveDevice(a.Get("device") ?? "auto"));
+        var (rm, tok) = RewardCheckpoint.Load(a.Require("model"), TorchRuntime.ResolveDevice(a.Get("device") ?? "auto"));
         var r = rm.Rate(tok, new[] { (a.Require("prompt"), a.Flag("chat"), a.Require("response")) }, normalize: !a.Flag("raw"))[0];
         ui.Out.WriteLine(r.ToString("F6", CultureInfo.InvariantCulture));
         return 0;
@@ -87,7 +89,7 @@ public static class BonCommand
         var a = new Args(args, new[] { "policy", "reward", "n", "prompt", "out", "eval-prompts", "max-new-tokens", "temperature", "seed", "cache", "device" }, flags: new[] { "chat" });
         var device = TorchRuntime.ResolveDevice(a.Get("device") ?? "auto");
         var (policy, tok, _) = HfCheckpoint.Load(a.Require("policy"), device);
-        var (rm, _) = RewardModel.Load(a.Require("reward"), device);
+        var (rm, _) = RewardCheckpoint.Load(a.Require("reward"), device);
         var o = new SamplingOptions { Temperature = a.Double("temperature") ?? 1.0, MaxNewTokens = a.Int("max-new-tokens") ?? 24, Seed = a.Long("seed") ?? 1 };
         int n = a.Int("n") ?? 16;
         if (n < 1) throw new ChatForgeException($"--n must be ≥ 1, got {n}");
@@ -99,14 +101,14 @@ public static class BonCommand
             ui.Out.WriteLine(best.Text);
             return 0;
         }
-        var corpora = Pretrainer.OpenCorpora(a.Get("cache"), ui.Log);
+        var corpora = Corpora.OpenOrFetch(a.Get("cache"), ui.Log);
         var prompts = SentimentPrompts.Build(corpora).Eval.Take(a.Int("eval-prompts") ?? 64).ToList();
         var ns = new[] { 1, 2, 4, 8, 16, 32, 64 }.Where(x => x <= n).ToList();
         if (!ns.Contains(n)) ns.Add(n);
         ui.Log($"best-of-N on {prompts.Count} held-out sentiment prompts, N = {string.Join(", ", ns)}");
         var points = BestOfNEval.Curve(policy, rm, tok, SentimentOracle.FromCorpora(corpora), prompts, ns, o);
         var run = new RunDirectory(a.Require("out"));
-        var summary = BestOfNEval.Write(run, points);
+        var summary = BestOfNStage.Write(run, points);
         ui.Table("best-of-N", points.Select(p => ($"N={p.N}", $"oracle {p.Oracle:F3} ± {p.OracleSd:F3}   RM {p.Rm:F3}   KL {p.Kl:F3}")));
         ui.Log((string)summary["note"]!);
         return 0;

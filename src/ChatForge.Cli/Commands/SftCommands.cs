@@ -3,6 +3,7 @@ using ChatForge.Checkpoints;
 using ChatForge.Data;
 using ChatForge.Evaluation;
 using ChatForge.Generation;
+using ChatForge.Labeling;
 using ChatForge.Modeling;
 using ChatForge.Native;
 using ChatForge.Tokenization;
@@ -56,7 +57,7 @@ public static class EvalCommand
         if (format is not ("auto" or "chat" or "raw")) throw new ChatForgeException($"--format must be auto, chat or raw, got '{format}'");
         var (model, tok, _) = HfCheckpoint.Load(dir, TorchRuntime.ResolveDevice(a.Get("device") ?? "auto"));
         bool chat = format == "chat" || (format == "auto" && TaskEval.IsChatModel(dir));
-        var suite = DemoSuite.Build(Pretrainer.OpenCorpora(a.Get("cache"), ui.Log));
+        var suite = DemoSuite.Build(Corpora.OpenOrFetch(a.Get("cache"), ui.Log));
         ui.Log($"evaluating {dir} ({(chat ? "chat template" : "raw questions")})");
         var r = TaskEval.Run(model, tok, suite, chat);
         ui.Summary("eval", r.Metrics.ToDictionary(k => k.Key, k => (object?)k.Value));
@@ -116,7 +117,7 @@ public static class SelfInstructCommand
         var a = new Args(args, new[] { "model", "seeds", "n", "out", "seed", "rouge", "cache", "device" });
         var (model, tok, _) = HfCheckpoint.Load(a.Require("model"), TorchRuntime.ResolveDevice(a.Get("device") ?? "auto"));
         var seeds = a.Get("seeds") is { } s ? SftData.Load(s)
-            : DemoSuite.Build(Pretrainer.OpenCorpora(a.Get("cache"), ui.Log)).Train.Where(e => e.Messages is { Count: 2 })
+            : DemoSuite.Build(Corpora.OpenOrFetch(a.Get("cache"), ui.Log)).Train.Where(e => e.Messages is { Count: 2 })
                 .GroupBy(e => e.Source).SelectMany(g => g.Take(4)).ToList();
         var (kept, report) = SelfInstruct.Run(new TextGenerator(model, tok), tok, seeds, a.Int("n") ?? 64, a.Long("seed") ?? 1, a.Double("rouge") ?? 0.7);
         var outPath = a.Require("out");

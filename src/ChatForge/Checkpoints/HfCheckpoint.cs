@@ -83,7 +83,8 @@ public static class HfCheckpoint
         IReadOnlyCollection<string>? allowedExtra = null)
     {
         if (!Directory.Exists(dir)) throw new ChatForgeException($"{dir}: model directory not found");
-        var config = GptConfig.FromHuggingFace(Path.Combine(dir, ConfigFile));
+        var configPath = Path.Combine(dir, ConfigFile);
+        var config = GptConfig.FromHuggingFace(ReadJsonObject(configPath), configPath);
         var weights = Path.Combine(dir, WeightsFile);
         if (!File.Exists(weights)) throw new ChatForgeException($"{weights}: file not found");
         var tokenizer = TokenizerFiles.Load(dir);
@@ -125,6 +126,14 @@ public static class HfCheckpoint
         if (unexpected.Count > 0)
             throw new ChatForgeException($"{source}: unexpected tensor '{unexpected[0]}'{(unexpected.Count > 1 ? $" (and {unexpected.Count - 1} more)" : "")}");
         return remaining;
+    }
+
+    /// <summary>A JSON object file; a missing, empty or malformed file is an error naming it.</summary>
+    public static JsonObject ReadJsonObject(string path)
+    {
+        if (!File.Exists(path)) throw new ChatForgeException($"{path}: file not found");
+        try { return JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? throw new ChatForgeException($"{path}: empty"); }
+        catch (Exception e) when (e is JsonException or InvalidOperationException) { throw new ChatForgeException($"{path}: not valid JSON: {e.Message}", e); }
     }
 }
 

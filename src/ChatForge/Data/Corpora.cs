@@ -227,4 +227,8 @@ public sealed class Corpora
         var o = new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
         foreach (var r in rows) { w.Write(r.ToJsonString(o)); w.Write('\n'); }
     }
+
+    /// <summary>The corpora in <paramref name="cache"/>, fetched there first if they are not yet.</summary>
+    public static Corpora OpenOrFetch(string? cache, Action<string>? log = null) =>
+        IsFetched(cache) ? Open(cache) : Fetch(cache, log: log);
 }

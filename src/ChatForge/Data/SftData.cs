@@ -18,7 +18,7 @@ public sealed record SftExample(IReadOnlyList<ChatMessage>? Messages, string? Te
 }
 
 /// <summary>An example as token ids, with the trained-on mask and how truncation treated it.</summary>
-public sealed record EncodedExample(int[] Ids, bool[] Train, bool PromptTruncated, bool AnswerTruncated);
+public sealed record EncodedExample(int[] Ids, bool[] Train, bool PromptTruncated, bool AnswerTruncated) : Segment(Ids, Train);
 
 public static class SftData
 {

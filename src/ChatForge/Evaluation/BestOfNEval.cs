@@ -1,7 +1,7 @@
 using ChatForge.Generation;
 using ChatForge.Modeling;
 using ChatForge.Tokenization;
-using ChatForge.Training;
+using ChatForge.Labeling;
 
 namespace ChatForge.Evaluation;
 
@@ -35,29 +35,4 @@ public static class BestOfNEval
     /// <summary>True when, from some N on, the RM score rises while the oracle score does not.</summary>
     public static bool Overoptimized(IReadOnlyList<Point> points) =>
         points.Zip(points.Skip(1)).Any(p => p.Second.Rm > p.First.Rm && p.Second.Oracle <= p.First.Oracle);
-
-    public static Dictionary<string, object?> Write(RunDirectory run, IReadOnlyList<Point> points)
-    {
-        Plots.Lines(run.Path_("best_of_n.png"), "Best-of-N: reward model vs oracle", "N", "mean score of the chosen response", new[]
-        {
-            ("oracle sentiment", points.Select(p => ((double)p.N, p.Oracle)).ToList()),
-            ("reward model (normalised)", points.Select(p => ((double)p.N, p.Rm)).ToList()),
-        });
-        bool over = Overoptimized(points);
-        var summary = new Dictionary<string, object?>
-        {
-            ["n"] = points.Select(p => p.N).ToList(),
-            ["oracle_sentiment"] = points.Select(p => p.Oracle).ToList(),
-            ["oracle_sentiment_sd"] = points.Select(p => p.OracleSd).ToList(),
-            ["rm_score"] = points.Select(p => p.Rm).ToList(),
-            ["kl"] = points.Select(p => p.Kl).ToList(),
-            ["oracle_gain"] = points[^1].Oracle - points[0].Oracle,
-            ["overoptimization"] = over,
-            ["note"] = over
-                ? "the reward model's score keeps rising with N while the oracle's stops: the reward model is being overoptimised"
-                : "the oracle score rises with N wherever the reward model's does",
-        };
-        run.WriteSummary(summary);
-        return summary;
-    }
 }

@@ -1,7 +1,6 @@
 using ChatForge.Data;
 using ChatForge.Modeling;
 using ChatForge.Tokenization;
-using ChatForge.Training;
 using static TorchSharp.torch;
 
 namespace ChatForge.Evaluation;
@@ -18,8 +17,8 @@ public static class Perplexity
         {
             using var scope = NewDisposeScope();
             var chunk = offsets.Skip(i).Take(batch).ToArray();
-            var (x, y) = Pretrainer.Windows(s, chunk, blockSize, device);
-            var (sum, n) = Losses.CrossEntropySum(model.call(x), y);
+            var (x, y) = CausalBatch.Windows(s, chunk, blockSize, device);
+            var (sum, n) = LogProbs.CrossEntropySum(model.call(x), y);
             nats += sum.item<float>();
             count += n.item<long>();
             foreach (var o in chunk)
@@ -54,10 +53,29 @@ public static class Perplexity
             var window = ids.Skip(start).Take(len).Select(i => (long)i).ToArray();
             var all = tensor(window, new long[] { 1, len }, device: device);
             var logits = model.call(all.narrow(1, 0, len - 1));
-            var (sum, count) = Losses.CrossEntropySum(logits, all.narrow(1, 1, len - 1));
+            var (sum, count) = LogProbs.CrossEntropySum(logits, all.narrow(1, 1, len - 1));
             nats += sum.item<float>();
             n += (int)count.item<long>();
         }
         return (nats / n, ids.Length);
+    }
+
+    /// <summary>Mean next-token loss on a fixed set of held-out pretraining windows.</summary>
+    public static double PretrainLoss(Gpt model, TokenStream val, int windows = 64)
+    {
+        int t = Math.Min(model.Config.NPositions, val.Tokens.Length - 2);
+        var offs = val.EvalOffsets(t, windows);
+        double nats = 0, n = 0;
+        using var _ = no_grad();
+        model.eval();
+        var device = model.TokenEmbedding.device;
+        for (int i = 0; i < offs.Length; i += 16)
+        {
+            using var scope = NewDisposeScope();
+            var (x, y) = CausalBatch.Windows(val, offs.Skip(i).Take(16).ToArray(), t, device);
+            var (s, c) = LogProbs.CrossEntropySum(model.call(x), y);
+            nats += s.item<float>(); n += c.item<long>();
+        }
+        return nats / n;
     }
 }

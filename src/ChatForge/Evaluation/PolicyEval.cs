@@ -1,4 +1,5 @@
 using ChatForge.Generation;
+using ChatForge.Labeling;
 using ChatForge.Modeling;
 using ChatForge.Tokenization;
 using ChatForge.Data;

@@ -4,7 +4,6 @@ using ChatForge.Data;
 using ChatForge.Generation;
 using ChatForge.Modeling;
 using ChatForge.Tokenization;
-using ChatForge.Training;
 
 namespace ChatForge.Evaluation;
 
@@ -109,7 +108,7 @@ public static class TaskEval
         metrics["word_sentiment_accuracy"] = (double)wOk / Math.Max(1, words.Count);
 
         var val = suite.Validation.Select(e => SftData.Encode(tok, e, model.Config.NPositions)).ToList();
-        metrics["response_loss"] = SftTrainer.ResponseLoss(model, tok, val, batch);
+        metrics["response_loss"] = LogProbs.ResponseLoss(model, tok, val, batch);
         return new Result(metrics, samples);
     }
 }

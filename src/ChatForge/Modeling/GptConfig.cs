@@ -91,12 +91,9 @@ public sealed record GptConfig
         ["transformers_version"] = "4.46.0",
     };
 
-    public static GptConfig FromHuggingFace(string path)
+    /// <summary>Reads Hugging Face's GPT-2 config.json keys; <paramref name="path"/> names the source in errors.</summary>
+    public static GptConfig FromHuggingFace(JsonObject o, string path)
     {
-        if (!File.Exists(path)) throw new ChatForgeException($"{path}: file not found");
-        JsonObject o;
-        try { o = JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? throw new ChatForgeException($"{path}: empty"); }
-        catch (Exception e) when (e is JsonException or InvalidOperationException) { throw new ChatForgeException($"{path}: not valid JSON: {e.Message}", e); }
         if ((string?)o["model_type"] is { } mt && mt != "gpt2") throw new ChatForgeException($"{path}: model_type '{mt}' is not gpt2");
         if ((string?)o["activation_function"] is { } af && af is not ("gelu_new" or "gelu_pytorch_tanh" or "gelu_fast"))
             throw new ChatForgeException($"{path}: activation_function '{af}' is not supported (tanh GELU only)");

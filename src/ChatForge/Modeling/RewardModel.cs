@@ -1,6 +1,3 @@
-using System.Text.Json.Nodes;
-using ChatForge.Checkpoints;
-using ChatForge.Tokenization;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -46,38 +43,6 @@ public sealed class RewardModel : nn.Module
 
     public double Normalize(double raw) => (raw - Mean) / Std;
 
-    public void Save(string dir, ITokenizer tok, string stage = "reward", JsonObject? more = null)
-    {
-        var cf = new JsonObject
-        {
-            ["architectures"] = new JsonArray("GPT2ForSequenceClassification"),
-            ["num_labels"] = 1,
-            ["id2label"] = new JsonObject { ["0"] = "LABEL_0" },
-            ["label2id"] = new JsonObject { ["LABEL_0"] = 0 },
-            ["pad_token_id"] = Backbone.Config.EosTokenId,
-            ["chatforge"] = new JsonObject { ["stage"] = stage, ["reward_mean"] = Mean, ["reward_std"] = Std },
-        };
-        if (more is not null) foreach (var (k, v) in more) cf["chatforge"]![k] = v?.DeepClone();
-        HfCheckpoint.Write(dir, Backbone, tok, new Dictionary<string, Tensor> { ["score.weight"] = ScoreWeight }, cf);
-    }
-
-    public static (RewardModel Model, ITokenizer Tokenizer) Load(string dir, Device? device = null)
-    {
-        var (gpt, tok, extra) = HfCheckpoint.Load(dir, device, allowedExtra: new[] { "score.weight" });
-        if (!extra.TryGetValue("score.weight", out var w))
-            throw new ChatForgeException($"{dir}: not a reward model (no score.weight in {HfCheckpoint.WeightsFile})");
-        var rm = new RewardModel(gpt);
-        if (!w.shape.SequenceEqual(rm.ScoreWeight.shape))
-            throw new ChatForgeException($"{dir}: score.weight has shape [{string.Join(", ", w.shape)}], expected [1, {gpt.Config.NEmbd}]");
-        using (no_grad()) rm.ScoreWeight.copy_(w.to(rm.ScoreWeight.device));
-        var cfg = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, HfCheckpoint.ConfigFile)));
-        rm.Mean = (double?)cfg?["chatforge"]?["reward_mean"] ?? 0;
-        rm.Std = (double?)cfg?["chatforge"]?["reward_std"] ?? 1;
-        if (rm.Std <= 0) rm.Std = 1;
-        rm.eval();
-        return (rm, tok);
-    }
-
     /// <summary>Right-pads sequences into (N, T) ids and their last real index (N).</summary>
     public static (Tensor Ids, Tensor Last) Batch(IReadOnlyList<int[]> seqs, int padId, Device device)
     {
@@ -90,24 +55,5 @@ public sealed class RewardModel : nn.Module
             last[i] = seqs[i].Length - 1;
         }
         return (tensor(ids, new long[] { seqs.Count, t }, device: device), tensor(last, device: device));
-    }
-
-    /// <summary>Normalised rewards of (prompt, response) pairs, batched, without gradients.</summary>
-    public double[] Rate(ITokenizer tok, IReadOnlyList<(string Prompt, bool Chat, string Response)> items, int batch = 32, bool normalize = true)
-    {
-        var result = new List<double>();
-        bool was = training;
-        eval();
-        using var _ = no_grad();
-        int ctx = Backbone.Config.NPositions;
-        for (int i = 0; i < items.Count; i += batch)
-        {
-            using var scope = NewDisposeScope();
-            var seqs = items.Skip(i).Take(batch).Select(x => Data.Preferences.Encode(tok, x.Prompt, x.Chat, x.Response, ctx).Ids).ToList();
-            var (ids, last) = Batch(seqs, tok.EosId(), Backbone.TokenEmbedding.device);
-            result.AddRange(Scores(ids, last).cpu().data<float>().ToArray().Select(v => normalize ? Normalize(v) : v));
-        }
-        if (was) train();
-        return result.ToArray();
     }
 }

@@ -1,6 +1,7 @@
 using ChatForge.Checkpoints;
 using ChatForge.Data;
 using ChatForge.Evaluation;
+using ChatForge.Labeling;
 using ChatForge.Modeling;
 using ChatForge.Native;
 using ChatForge.Tokenization;
@@ -103,11 +104,11 @@ public sealed class DpoTrainer : ITrainable
             {
                 x[i * t + j] = j < seqs[i].Ids.Length ? seqs[i].Ids[j] : padId;
                 // Position j predicts token j+1; score it when that token is part of the response.
-                y[i * t + j] = j + 1 < seqs[i].Ids.Length && j + 1 >= seqs[i].Start ? seqs[i].Ids[j + 1] : Losses.IgnoreIndex;
+                y[i * t + j] = j + 1 < seqs[i].Ids.Length && j + 1 >= seqs[i].Start ? seqs[i].Ids[j + 1] : CausalBatch.IgnoreIndex;
             }
         var device = model.TokenEmbedding.device;
         var logits = model.call(tensor(x, new long[] { b, t }, device: device));
-        return Losses.TokenLogProbs(logits, tensor(y, new long[] { b, t }, device: device)).sum(1);
+        return LogProbs.TokenLogProbs(logits, tensor(y, new long[] { b, t }, device: device)).sum(1);
     }
 
     (Tensor Loss, Dictionary<string, double> Metrics) Batch(IReadOnlyList<EncodedPair> pairs)
@@ -175,7 +176,7 @@ public sealed class DpoTrainer : ITrainable
         foreach (var p in reference.parameters()) p.requires_grad = false;
         reference.eval();
 
-        Corpora? corpora = Corpora.IsFetched(c.Cache) || c.Data.Count == 0 ? Pretrainer.OpenCorpora(c.Cache, log) : null;
+        Corpora? corpora = Corpora.IsFetched(c.Cache) || c.Data.Count == 0 ? Corpora.OpenOrFetch(c.Cache, log) : null;
         List<Ranking> rankings;
         var collected = run.Path_("rankings.jsonl");
         if (c.Data.Count > 0) rankings = c.Data.SelectMany(Preferences.ReadRankings).ToList();
@@ -243,7 +244,7 @@ public sealed class DpoTrainer : ITrainable
             evalPrompts = SentimentPrompts.Build(corpora).Eval.Take(c.EvalPrompts).ToList();
             oracle = SentimentOracle.FromCorpora(corpora);
         }
-        RewardModel? rm = c.Reward is { } rp ? RewardModel.Load(rp, device).Model : null;
+        RewardModel? rm = c.Reward is { } rp ? RewardCheckpoint.Load(rp, device).Model : null;
 
         var trainer = new DpoTrainer(c, policy, reference, tok, trainPairs, valPairs, evalPrompts, oracle, rm);
         var final = TrainingLoop.Run(trainer, c.Optim, run, resuming, progress, cancel);

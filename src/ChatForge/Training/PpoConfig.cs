@@ -1,3 +1,4 @@
+using ChatForge.Labeling;
 namespace ChatForge.Training;
 
 /// <summary>Adaptive KL controller (Ziegler et al. 2019): β ← β·(1 + clip((KL − target)/target, ±0.2)·n/horizon).</summary>

@@ -3,6 +3,7 @@ using ChatForge.Checkpoints;
 using ChatForge.Data;
 using ChatForge.Evaluation;
 using ChatForge.Generation;
+using ChatForge.Labeling;
 using ChatForge.Modeling;
 using ChatForge.Native;
 using ChatForge.Tokenization;
@@ -180,7 +181,7 @@ public sealed class PpoTrainer
                 {
                     int bt = Math.Min(Math.Min(_c.PtxLength, _policy.Config.NPositions), _ptxTrain.Tokens.Length - 2);
                     var offs = _ptxTrain.RandomOffsets(_c.Seed, iteration * 1000 + updates, 0, _c.PtxBatch, bt);
-                    var (x, y) = Pretrainer.Windows(_ptxTrain, offs, bt, _device);
+                    var (x, y) = CausalBatch.Windows(_ptxTrain, offs, bt, _device);
                     var ptxLoss = Losses.CrossEntropy(_policy.call(x), y);
                     policyLoss = policyLoss + _c.PtxCoef * ptxLoss;
                     ptx = ptxLoss.item<float>();
@@ -222,27 +223,8 @@ public sealed class PpoTrainer
         var r = Collect(_evalPrompts, seed);
         var m = RolloutStats(r);
         m = m.ToDictionary(kv => "eval_" + kv.Key, kv => kv.Value);
-        if (_ptxVal is not null) m["eval_pretrain_loss"] = PretrainLoss(_policy, _ptxVal);
+        if (_ptxVal is not null) m["eval_pretrain_loss"] = Perplexity.PretrainLoss(_policy, _ptxVal);
         return m;
-    }
-
-    /// <summary>Mean next-token loss on a fixed set of held-out pretraining windows.</summary>
-    public static double PretrainLoss(Gpt model, TokenStream val, int windows = 64)
-    {
-        int t = Math.Min(model.Config.NPositions, val.Tokens.Length - 2);
-        var offs = val.EvalOffsets(t, windows);
-        double nats = 0, n = 0;
-        using var _ = no_grad();
-        model.eval();
-        var device = model.TokenEmbedding.device;
-        for (int i = 0; i < offs.Length; i += 16)
-        {
-            using var scope = NewDisposeScope();
-            var (x, y) = Pretrainer.Windows(val, offs.Skip(i).Take(16).ToArray(), t, device);
-            var (s, c) = Losses.CrossEntropySum(model.call(x), y);
-            nats += s.item<float>(); n += c.item<long>();
-        }
-        return nats / n;
     }
 
     public static Dictionary<string, double> RolloutStats(Rollout r)
@@ -299,7 +281,7 @@ public sealed class PpoTrainer
         Corpora? corpora = null;
         if (c.Prompts.Count == 0)
         {
-            corpora = Pretrainer.OpenCorpora(c.Cache, log);
+            corpora = Corpora.OpenOrFetch(c.Cache, log);
             (prompts, evalPrompts) = SentimentPrompts.Build(corpora);
             evalPrompts = evalPrompts.Take(c.EvalPrompts).ToList();
             oracle = SentimentOracle.FromCorpora(corpora);
@@ -320,10 +302,10 @@ public sealed class PpoTrainer
         var state = resuming ? TrainingState.ReadOnly(run.StateDir) : null;
         int startRound = (int)(state?.Extra.GetValueOrDefault("round") ?? 0);
         string RoundRm(int r) => r == 0 ? c.Reward : Path.Combine(run.Root, $"round{r}", "reward", "model");
-        var (rm, _) = RewardModel.Load(RoundRm(startRound), device);
+        var (rm, _) = RewardCheckpoint.Load(RoundRm(startRound), device);
         RewardModel value;
-        if (resuming) (value, _) = RewardModel.Load(Path.Combine(run.ModelDir, "value"), device);
-        else if (c.ValueInit == "reward") (value, _) = RewardModel.Load(c.Reward, device);
+        if (resuming) (value, _) = RewardCheckpoint.Load(Path.Combine(run.ModelDir, "value"), device);
+        else if (c.ValueInit == "reward") (value, _) = RewardCheckpoint.Load(c.Reward, device);
         else value = new RewardModel(HfCheckpoint.Load(c.Model, device).Model);
 
         TokenStream? ptxTrain = null, ptxVal = null;
@@ -377,7 +359,7 @@ public sealed class PpoTrainer
                 var roundDir = Path.Combine(run.Root, $"round{round}", "reward");
                 ppo.SaveCheckpoint(run, it, round, elapsedBefore + sw.Elapsed.TotalSeconds);
                 RewardTrainer.Run(rc with { Model = c.Model }, roundDir, false, log, null, cancel, collectWith: run.ModelDir);
-                ppo.ReplaceRewardModel(RewardModel.Load(RoundRm(round), device).Model);
+                ppo.ReplaceRewardModel(RewardCheckpoint.Load(RoundRm(round), device).Model);
             }
             var t0 = sw.Elapsed.TotalSeconds;
             Rollout r;

@@ -37,7 +37,7 @@ public sealed class Pretrainer : ITrainable
     {
         int b = _c.Optim.BatchSize, t = _c.Model.BlockSize;
         var offsets = _train.RandomOffsets(_c.Seed, step, micro * b, b, t);
-        var (x, y) = Windows(_train, offsets, t, _device);
+        var (x, y) = CausalBatch.Windows(_train, offsets, t, _device);
         var loss = Losses.CrossEntropy(_model.call(x), y);
         return new MicroStepResult(loss, (long)b * t);
     }
@@ -48,15 +48,6 @@ public sealed class Pretrainer : ITrainable
     public void SaveModel(string dir) =>
         HfCheckpoint.Write(dir, _model, _tok, configExtra: new System.Text.Json.Nodes.JsonObject { ["chatforge"] = new System.Text.Json.Nodes.JsonObject { ["stage"] = "pretrain" } });
 
-    /// <summary>(x, y) = tokens[o : o+T], tokens[o+1 : o+T+1] for each offset: the shift happens here.</summary>
-    public static (Tensor X, Tensor Y) Windows(TokenStream s, IReadOnlyList<long> offsets, int t, Device device)
-    {
-        var buf = new long[offsets.Count * (t + 1)];
-        for (int r = 0; r < offsets.Count; r++)
-            for (int i = 0; i <= t; i++) buf[r * (t + 1) + i] = s.Tokens[offsets[r] + i];
-        var all = tensor(buf, new long[] { offsets.Count, t + 1 }, device: device);
-        return (all.narrow(1, 0, t), all.narrow(1, 1, t));
-    }
 
     /// <summary>Loads the corpus, builds or resumes the tokenizer and model, trains, evaluates, writes the run directory.</summary>
     public static Dictionary<string, object?> Run(PretrainConfig c, string outDir, bool resume, Action<string>? log = null,
@@ -73,7 +64,7 @@ public sealed class Pretrainer : ITrainable
         if (c.Data.Count == 0 && c.CapitalStatements > 0)
         {
             // Knowledge for the instruction-tuning stage: every state's capital, in statement form, in the training split.
-            var states = DemoTasks.LoadCapitals(OpenCorpora(c.Cache).StatesCapitals);
+            var states = DemoTasks.LoadCapitals(Corpora.OpenOrFetch(c.Cache).StatesCapitals);
             trainDocs.Add(DemoTasks.CapitalStatements(states, c.CapitalStatements, c.Seed));
         }
         log?.Invoke($"corpus: {docs.Count} documents ({trainDocs.Count} train, {valDocs.Count} validation) from {string.Join(", ", paths.Select(Path.GetFileName))}");
@@ -152,13 +143,10 @@ public sealed class Pretrainer : ITrainable
     }
 
     /// <summary>The demo corpora, fetched into the cache on first use.</summary>
-    public static Corpora OpenCorpora(string? cache, Action<string>? log = null) =>
-        Corpora.IsFetched(cache) ? Corpora.Open(cache) : Corpora.Fetch(cache, log: log);
-
     /// <summary>Moby-Dick and the State of the Union addresses, fetched into the cache on first use.</summary>
     public static List<string> DemoCorpus(string? cache, Action<string>? log = null)
     {
-        var corpora = OpenCorpora(cache, log);
+        var corpora = Corpora.OpenOrFetch(cache, log);
         return new List<string> { corpora.MobyDick, corpora.Sotu };
     }
 }

@@ -1,5 +1,7 @@
 using ChatForge.Data;
 using ChatForge.Evaluation;
+using ChatForge.Labeling;
+using ChatForge.Generation;
 using ChatForge.Modeling;
 using ChatForge.Native;
 using ChatForge.Tokenization;
@@ -170,7 +172,7 @@ public sealed class RewardTrainer : ITrainable
         {
             var (sft, stok, _) = HfCheckpoint.Load(collectWith ?? c.Model, device);
             log?.Invoke($"collecting {c.Collect.Prompts} {c.Collect.Task} rankings of {c.Collect.K} responses from {collectWith ?? c.Model}");
-            (rankings, collectStats) = PreferenceCollection.Collect(sft, stok, Pretrainer.OpenCorpora(c.Cache, log), c.Collect, log);
+            (rankings, collectStats) = PreferenceCollection.Collect(sft, stok, Corpora.OpenOrFetch(c.Cache, log), c.Collect, log);
             Preferences.WriteRankings(collected, rankings);
             Preferences.WritePairs(run.Path_("pairs.jsonl"), rankings.SelectMany(Preferences.ToPairs));
             sft.Dispose();
@@ -184,7 +186,7 @@ public sealed class RewardTrainer : ITrainable
         log?.Invoke($"rankings: {train.Count} train, {val.Count} held out; labeler agrees with the oracle on {collectStats.GetValueOrDefault("labeler_agreement"):P0} of pairs");
 
         RewardModel rm; ITokenizer tok;
-        if (resuming) (rm, tok) = RewardModel.Load(run.ModelDir, device);
+        if (resuming) (rm, tok) = RewardCheckpoint.Load(run.ModelDir, device);
         else
         {
             var (gpt, t, _) = HfCheckpoint.Load(c.Model, device);
@@ -207,7 +209,7 @@ public sealed class RewardTrainer : ITrainable
                 }
             });
             rm.Dispose();
-            (rm, _) = RewardModel.Load(run.ModelDir, device);
+            (rm, _) = RewardCheckpoint.Load(run.ModelDir, device);
             foreach (var (k, v) in Evaluate(rm, tok, val, c.Optim.BatchSize, c.Margin)) final[k] = v;
         }
         Plots.Lines(run.Path_("reward_accuracy.png"), "Reward model accuracy", "step", "pairwise accuracy", new[]

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ChatForge.Checkpoints;
 using ChatForge.Util;
 
 namespace ChatForge.Training;

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ChatForge.Checkpoints;
 using ChatForge.Util;
 using TorchSharp;
 using TorchSharp.Modules;

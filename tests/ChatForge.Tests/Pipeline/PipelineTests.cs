@@ -1,4 +1,5 @@
 using System.Text.Json;
+using ChatForge.Pipeline;
 using ChatForge.Tests.Support;
 using ChatForge.Training;
 using Xunit;
@@ -14,7 +15,7 @@ public class PipelineTests
         var cache = FakeCorpora.Create(d["cache"]);
         var c = PipelineConfig.Tiny with { Cache = cache, Deterministic = true };
         var log = new List<string>();
-        var reportPath = ChatForge.Training.Pipeline.Run(c, d["run"], log: log.Add);
+        var reportPath = PipelineRunner.Run(c, d["run"], log: log.Add);
 
         var report = JsonDocument.Parse(File.ReadAllText(reportPath)).RootElement;
         foreach (var model in new[] { "base", "sft", "best_of_n", "ppo", "dpo" })
@@ -34,16 +35,16 @@ public class PipelineTests
 
         // A second run finds every stage complete.
         log.Clear();
-        ChatForge.Training.Pipeline.Run(c, d["run"], log: log.Add);
+        PipelineRunner.Run(c, d["run"], log: log.Add);
         Assert.Equal(PipelineConfig.Stages.Length, log.Count(l => l.EndsWith("complete, skipped", StringComparison.Ordinal)));
 
         // --from dpo redoes dpo and everything after it, nothing before.
         log.Clear();
         var before = File.GetLastWriteTimeUtc(d["run/ppo/summary.json"]);
-        ChatForge.Training.Pipeline.Run(c, d["run"], from: "dpo", log: log.Add);
+        PipelineRunner.Run(c, d["run"], from: "dpo", log: log.Add);
         Assert.Contains("[ppo] complete, skipped", log);
         Assert.Contains("[dpo] running", log);
         Assert.Equal(before, File.GetLastWriteTimeUtc(d["run/ppo/summary.json"]));
-        Assert.Throws<ChatForgeException>(() => ChatForge.Training.Pipeline.Run(c, d["run"], from: "nope"));
+        Assert.Throws<ChatForgeException>(() => PipelineRunner.Run(c, d["run"], from: "nope"));
     }
 }

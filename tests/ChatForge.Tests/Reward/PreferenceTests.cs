@@ -1,5 +1,6 @@
 using ChatForge.Data;
 using ChatForge.Evaluation;
+using ChatForge.Labeling;
 using ChatForge.Tests.Support;
 using ChatForge.Training;
 using Xunit;

@@ -1,6 +1,7 @@
 using ChatForge.Checkpoints;
 using ChatForge.Data;
 using ChatForge.Generation;
+using ChatForge.Labeling;
 using ChatForge.Modeling;
 using ChatForge.Tests.Support;
 using ChatForge.Tokenization;
@@ -59,7 +60,7 @@ public class RewardModelTests
         var cfg = File.ReadAllText(d["rm/model/config.json"]);
         Assert.Contains("GPT2ForSequenceClassification", cfg);
         Assert.Contains("\"num_labels\": 1", cfg);
-        var (rm, tok) = RewardModel.Load(d["rm/model"]);
+        var (rm, tok) = RewardCheckpoint.Load(d["rm/model"]);
         Assert.NotEqual(1.0, rm.Std);
         // Normalised over the reference set: mean 0, sd 1 there; the "good" response rates higher.
         var r = rm.Rate(tok, new[] { ("the sea", false, "old whale day ship good good"), ("the sea", false, "old whale day ship") });

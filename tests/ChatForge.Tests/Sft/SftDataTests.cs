@@ -1,4 +1,5 @@
 using ChatForge.Data;
+using ChatForge.Labeling;
 using ChatForge.Tests.Support;
 using ChatForge.Tokenization;
 using ChatForge.Training;
@@ -80,16 +81,16 @@ public class SftDataTests
     public void Collate_shifts_targets_and_masks_everything_but_the_answer()
     {
         var e = SftData.Encode(Tok, SftExample.PromptCompletion("Q", "A"), 128);
-        var b = SftTrainer.Collate(new[] { new PackedRow(new[] { e }) }, Tok.EosId(), CPU);
-        var x = b.X.data<long>().ToArray();
-        var y = b.Y.data<long>().ToArray();
+        var b = CausalBatch.Build(new[] { new PackedRow(new[] { e }) }, Tok.EosId(), CPU);
+        var x = b.Input.data<long>().ToArray();
+        var y = b.Targets.data<long>().ToArray();
         Assert.Equal(e.Ids.Length - 1, x.Length);
         for (int i = 0; i < x.Length; i++)
         {
             Assert.Equal(e.Ids[i], x[i]);
-            Assert.Equal(e.Train[i + 1] ? e.Ids[i + 1] : Losses.IgnoreIndex, y[i]);
+            Assert.Equal(e.Train[i + 1] ? e.Ids[i + 1] : CausalBatch.IgnoreIndex, y[i]);
         }
-        Assert.Equal(2, y.Count(v => v != Losses.IgnoreIndex)); // "A" and <|im_end|>
+        Assert.Equal(2, y.Count(v => v != CausalBatch.IgnoreIndex)); // "A" and <|im_end|>
     }
 
     [Fact]
@@ -99,17 +100,17 @@ public class SftDataTests
         var m = new ChatForge.Modeling.Gpt(TinyBase.Config); m.eval();
         var e1 = SftData.Encode(Tok, SftExample.PromptCompletion("Q one", "Answer one."), 128);
         var e2 = SftData.Encode(Tok, SftExample.PromptCompletion("Second", "Two."), 128);
-        var packed = SftTrainer.Collate(new[] { new PackedRow(new[] { e1, e2 }) }, Tok.EosId(), CPU);
+        var packed = CausalBatch.Build(new[] { new PackedRow(new[] { e1, e2 }) }, Tok.EosId(), CPU);
         using var _ = no_grad();
-        var lp = m.Logits(m.Hidden(packed.X, packed.Positions, packed.Mask));
+        var lp = m.Logits(m.Hidden(packed.Input, packed.Positions, packed.Mask));
         foreach (var (e, off) in new[] { (e1, 0), (e2, e1.Ids.Length) })
         {
-            var alone = SftTrainer.Collate(new[] { new PackedRow(new[] { e }) }, Tok.EosId(), CPU);
-            var la = m.Logits(m.Hidden(alone.X));
-            int n = (int)alone.X.shape[1];
+            var alone = CausalBatch.Build(new[] { new PackedRow(new[] { e }) }, Tok.EosId(), CPU);
+            var la = m.Logits(m.Hidden(alone.Input));
+            int n = (int)alone.Input.shape[1];
             Assert.True(la.allclose(lp.narrow(1, off, n), 1e-4, 1e-5), $"segment at {off}");
         }
-        var rows = SftTrainer.Pack(new[] { e1, e2, e1 }, e1.Ids.Length + e2.Ids.Length);
+        var rows = CausalBatch.Pack(new[] { e1, e2, e1 }, e1.Ids.Length + e2.Ids.Length);
         Assert.Equal(2, rows.Count);
     }
 

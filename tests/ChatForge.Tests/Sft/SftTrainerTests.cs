@@ -1,6 +1,7 @@
 using ChatForge.Checkpoints;
 using ChatForge.Data;
 using ChatForge.Generation;
+using ChatForge.Labeling;
 using ChatForge.Modeling;
 using ChatForge.Tests.Support;
 using ChatForge.Tokenization;
@@ -69,7 +70,7 @@ public class SftTrainerTests
 
         // Base + adapter (the training-time path) equals the merged export.
         var (withAdapter, tok, _) = HfCheckpoint.Load(baseDir);
-        Lora.Load(adapter, withAdapter);
+        PeftAdapter.Load(adapter, withAdapter);
         var (merged, _, _) = HfCheckpoint.Load(d["run/model"]);
         var (plainBase, _, _) = HfCheckpoint.Load(baseDir);
         withAdapter.eval(); merged.eval(); plainBase.eval();

@@ -1,3 +1,5 @@
+using ChatForge.Data;
+using ChatForge.Evaluation;
 using ChatForge.Training;
 using Xunit;
 using static TorchSharp.torch;
@@ -21,12 +23,12 @@ public class LossTests
     [Fact]
     public void Ignored_positions_take_no_part()
     {
-        var targets = tensor(new long[] { 2, Losses.IgnoreIndex }, new long[] { 1, 2 });
+        var targets = tensor(new long[] { 2, CausalBatch.IgnoreIndex }, new long[] { 1, 2 });
         Assert.Equal(0.407606, Losses.CrossEntropy(Logits(), targets).item<float>(), 5);
-        var (sum, count) = Losses.CrossEntropySum(Logits(), targets);
+        var (sum, count) = LogProbs.CrossEntropySum(Logits(), targets);
         Assert.Equal(0.407606, sum.item<float>(), 5);
         Assert.Equal(1, count.item<long>());
-        var lp = Losses.TokenLogProbs(Logits(), targets);
+        var lp = LogProbs.TokenLogProbs(Logits(), targets);
         Assert.Equal(-0.407606, lp[0, 0].item<float>(), 5);
         Assert.Equal(0, lp[0, 1].item<float>());
     }

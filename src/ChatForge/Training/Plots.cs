@@ -1,4 +1,4 @@
-namespace ChatForge.Evaluation;
+namespace ChatForge.Training;
 
 /// <summary>PNG plots of run metrics (ScottPlot).</summary>
 public static class Plots

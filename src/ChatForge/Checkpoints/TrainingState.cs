@@ -4,7 +4,7 @@ using ChatForge.Checkpoints;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace ChatForge.Training;
+namespace ChatForge.Checkpoints;
 
 /// <summary>
 /// What --resume needs beside the weights, in model/training_state/: optimizer moments

@@ -1,11 +1,10 @@
 using System.Globalization;
 using ChatForge.Data;
-using ChatForge.Evaluation;
 using ChatForge.Generation;
 using ChatForge.Modeling;
 using ChatForge.Tokenization;
 
-namespace ChatForge.Training;
+namespace ChatForge.Labeling;
 
 /// <summary>How rankings are collected: which task, how many responses per prompt, the labeler's noise.</summary>
 public sealed record CollectConfig

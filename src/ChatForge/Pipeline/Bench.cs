@@ -5,7 +5,7 @@ using ChatForge.Tokenization;
 using ChatForge.Training;
 using static TorchSharp.torch;
 
-namespace ChatForge.Evaluation;
+namespace ChatForge.Pipeline;
 
 /// <summary>
 /// `chatforge bench`: on this machine, in one process: the fp32 sgemm peak, pretraining throughput

@@ -1,7 +1,8 @@
+using ChatForge.Data;
 using ChatForge.Generation;
 using ChatForge.Tokenization;
 
-namespace ChatForge.Data;
+namespace ChatForge.Labeling;
 
 /// <summary>What self-instruct kept and why it dropped the rest.</summary>
 public sealed record SelfInstructReport(int Generated, int Kept, IReadOnlyDictionary<string, int> Dropped);

@@ -1,7 +1,7 @@
 using System.Text.RegularExpressions;
 using ChatForge.Data;
 
-namespace ChatForge.Evaluation;
+namespace ChatForge.Labeling;
 
 /// <summary>
 /// The demo's "human" labelers: plain functions nobody here tuned, built on published lexicons.

@@ -1,10 +1,13 @@
 using System.Diagnostics;
 using System.Text.Json;
+using ChatForge.Checkpoints;
 using ChatForge.Data;
 using ChatForge.Evaluation;
+using ChatForge.Labeling;
+using ChatForge.Training;
 using ChatForge.Util;
 
-namespace ChatForge.Training;
+namespace ChatForge.Pipeline;
 
 /// <summary>Extra PPO and DPO runs for the reward–KL frontier, and the two PPO ablations.</summary>
 public sealed record FrontierConfig
@@ -77,7 +80,7 @@ public sealed record PipelineConfig
     public static PipelineConfig Load(string? preset, string? file) => ConfigMerge.Load(preset, file, Demo, Tiny);
 }
 
-public static class Pipeline
+public static class PipelineRunner
 {
     public static string StageDir(string root, string stage) => Path.Combine(root, stage);
 
@@ -117,7 +120,7 @@ public static class Pipeline
 
         Stage("data", () =>
         {
-            var corpora = Pretrainer.OpenCorpora(c.Cache, log);
+            var corpora = Corpora.OpenOrFetch(c.Cache, log);
             new RunDirectory(D("data")).WriteSummary(new Dictionary<string, object?> { ["root"] = corpora.Root });
         });
         Stage("pretrain", () => Pretrainer.Run(c.Pretrain with { Cache = c.Cache, Seed = c.Seed, Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads },
@@ -138,13 +141,13 @@ public static class Pipeline
         Stage("bon", () =>
         {
             var device = Native.TorchRuntime.ResolveDevice(c.Device);
-            var corpora = Pretrainer.OpenCorpora(c.Cache, log);
+            var corpora = Corpora.OpenOrFetch(c.Cache, log);
             var (policy, tok, _) = Checkpoints.HfCheckpoint.Load(Model("sft"), device);
-            var (rm, _) = Modeling.RewardModel.Load(Model("reward"), device);
+            var (rm, _) = RewardCheckpoint.Load(Model("reward"), device);
             var prompts = SentimentPrompts.Build(corpora).Eval.Take(c.EvalPrompts).ToList();
             var points = BestOfNEval.Curve(policy, rm, tok, SentimentOracle.FromCorpora(corpora), prompts, c.BestOfN,
                 new Generation.SamplingOptions { Temperature = 1.0, MaxNewTokens = c.Ppo.MaxNewTokens, Seed = c.Seed });
-            BestOfNEval.Write(new RunDirectory(D("bon")), points);
+            BestOfNStage.Write(new RunDirectory(D("bon")), points);
         });
         Stage("frontier", () =>
         {

@@ -4,13 +4,15 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using ChatForge.Checkpoints;
 using ChatForge.Data;
+using ChatForge.Evaluation;
 using ChatForge.Generation;
+using ChatForge.Labeling;
 using ChatForge.Modeling;
 using ChatForge.Tokenization;
 using ChatForge.Training;
 using ChatForge.Util;
 
-namespace ChatForge.Evaluation;
+namespace ChatForge.Pipeline;
 
 /// <summary>
 /// The pipeline's report: every model (base, SFT, RM-guided best-of-N, PPO, DPO) measured the same way,
@@ -26,13 +28,13 @@ public static class Report
         var dir = Path.Combine(root, "report");
         Directory.CreateDirectory(dir);
         var device = Native.TorchRuntime.ResolveDevice(c.Device);
-        var corpora = Pretrainer.OpenCorpora(c.Cache, log);
+        var corpora = Corpora.OpenOrFetch(c.Cache, log);
         var suite = DemoSuite.Build(corpora);
         var oracle = SentimentOracle.FromCorpora(corpora);
         var prompts = SentimentPrompts.Build(corpora).Eval.Take(c.EvalPrompts).ToList();
         string Model(string stage) => Path.Combine(root, stage, "model");
         var (sft, tok, _) = HfCheckpoint.Load(Model("sft"), device);
-        var (rm, _) = RewardModel.Load(Model("reward"), device);
+        var (rm, _) = RewardCheckpoint.Load(Model("reward"), device);
         var docs = TextCorpus.Load(new[] { corpora.MobyDick, corpora.Sotu });
         var (_, valDocs) = TextCorpus.Split(docs, c.Pretrain.ValFraction, c.Seed);
         var pretrainVal = TokenStream.Encode(valDocs, tok);
@@ -50,7 +52,7 @@ public static class Report
             bool chat = key != "base";
             var tasks = TaskEval.Run(m, mtok, suite, chat).Metrics;
             var pol = PolicyEval.Run(m, sft, mtok, prompts, oracle, rm, maxNew, c.Seed);
-            models[key] = Row(tasks, pol, PpoTrainer.PretrainLoss(m, pretrainVal));
+            models[key] = Row(tasks, pol, Perplexity.PretrainLoss(m, pretrainVal));
             var gen = new TextGenerator(m, mtok);
             foreach (var p in samplePrompts)
                 answers.Add((key, p, gen.Complete(p, new SamplingOptions { Temperature = 1.0, MaxNewTokens = maxNew, Seed = c.Seed }).Text));

@@ -1,0 +1,108 @@
+using static TorchSharp.torch;
+
+namespace ChatForge.Data;
+
+/// <summary>Token ids and which of them are targets: <c>Train[i]</c> means token i is predicted and scored.</summary>
+public record Segment(int[] Ids, bool[] Train)
+{
+    /// <summary>Every token after the first is a target (language modelling).</summary>
+    public static Segment All(int[] ids) => new(ids, ids.Select((_, i) => i > 0).ToArray());
+
+    /// <summary>The tokens from <paramref name="start"/> on are targets (a response after its prompt).</summary>
+    public static Segment From(int[] ids, int start) => new(ids, ids.Select((_, i) => i >= start && i > 0).ToArray());
+}
+
+/// <summary>A batch row: one segment, or several packed back to back.</summary>
+public sealed record PackedRow(IReadOnlyList<Segment> Segments)
+{
+    public PackedRow(Segment single) : this(new[] { single }) { }
+    public int Length => Segments.Sum(s => s.Ids.Length);
+}
+
+/// <summary>
+/// A next-token batch, the one place where the label shift, padding, positions and the attention mask
+/// are decided: input position t predicts <see cref="Targets"/>[t], the token at t+1, where that token
+/// is a target, else <see cref="IgnoreIndex"/>. Rows are right-padded; packed rows get positions that
+/// restart per segment and a block-diagonal causal mask (null for unpacked rows: plain causal attention,
+/// positions 0, 1, …).
+/// </summary>
+/// <param name="Input">(B, T) token ids</param>
+/// <param name="Targets">(B, T) the next token, or <see cref="IgnoreIndex"/></param>
+/// <param name="Positions">(B, T) position ids, or null</param>
+/// <param name="Mask">(B, 1, T, T) boolean attention mask (true = may attend), or null</param>
+public sealed record CausalBatch(Tensor Input, Tensor Targets, Tensor? Positions, Tensor? Mask)
+{
+    /// <summary>Target value that takes no part in a loss (prompt tokens in SFT, padding).</summary>
+    public const long IgnoreIndex = -100;
+
+    /// <summary>(B, T) true where a target is scored.</summary>
+    public Tensor LossMask => Targets.ne(IgnoreIndex);
+
+    /// <summary>Builds the batch of <paramref name="rows"/>, right-padded with <paramref name="padId"/>.</summary>
+    public static CausalBatch Build(IReadOnlyList<PackedRow> rows, int padId, Device device)
+    {
+        int t = Math.Max(1, rows.Max(r => r.Length) - 1);
+        int b = rows.Count;
+        var x = new long[b * t];
+        var y = new long[b * t];
+        var pos = new long[b * t];
+        var seg = new long[b * t];
+        bool packed = rows.Any(r => r.Segments.Count > 1);
+        for (int r = 0; r < b; r++)
+        {
+            Array.Fill(x, padId, r * t, t);
+            Array.Fill(y, IgnoreIndex, r * t, t);
+            Array.Fill(seg, -1 - r, r * t, t); // padding: a segment of its own
+            int off = 0, segId = 0;
+            foreach (var s in rows[r].Segments)
+            {
+                for (int i = 0; i < s.Ids.Length && off + i < t; i++)
+                {
+                    x[r * t + off + i] = s.Ids[i];
+                    pos[r * t + off + i] = i;
+                    seg[r * t + off + i] = segId;
+                    // The last token of a segment predicts nothing (the next segment is unrelated).
+                    if (i + 1 < s.Ids.Length && s.Train[i + 1]) y[r * t + off + i] = s.Ids[i + 1];
+                }
+                off += s.Ids.Length;
+                segId++;
+            }
+        }
+        var input = tensor(x, new long[] { b, t }, device: device);
+        var targets = tensor(y, new long[] { b, t }, device: device);
+        if (!packed) return new CausalBatch(input, targets, null, null);
+        var segments = tensor(seg, new long[] { b, t }, device: device);
+        var same = segments.unsqueeze(2).eq(segments.unsqueeze(1));                        // (B, T, T)
+        var causal = ones(t, t, dtype: ScalarType.Bool, device: device).tril().unsqueeze(0);
+        return new CausalBatch(input, targets, tensor(pos, new long[] { b, t }, device: device), (same & causal).unsqueeze(1));
+    }
+
+    /// <summary>One segment per row.</summary>
+    public static CausalBatch Build(IEnumerable<Segment> rows, int padId, Device device) =>
+        Build(rows.Select(s => new PackedRow(s)).ToList(), padId, device);
+
+    /// <summary>Greedy first-fit packing into rows of at most <paramref name="maxLen"/> tokens, in the given order.</summary>
+    public static List<PackedRow> Pack(IEnumerable<Segment> segments, int maxLen)
+    {
+        var rows = new List<PackedRow>();
+        var cur = new List<Segment>();
+        int len = 0;
+        foreach (var e in segments)
+        {
+            if (len + e.Ids.Length > maxLen && cur.Count > 0) { rows.Add(new PackedRow(cur)); cur = new(); len = 0; }
+            cur.Add(e); len += e.Ids.Length;
+        }
+        if (cur.Count > 0) rows.Add(new PackedRow(cur));
+        return rows;
+    }
+
+    /// <summary>(x, y) = tokens[o : o+T], tokens[o+1 : o+T+1] for each offset: the shift happens here.</summary>
+    public static (Tensor X, Tensor Y) Windows(TokenStream s, IReadOnlyList<long> offsets, int t, Device device)
+    {
+        var buf = new long[offsets.Count * (t + 1)];
+        for (int r = 0; r < offsets.Count; r++)
+            for (int i = 0; i <= t; i++) buf[r * (t + 1) + i] = s.Tokens[offsets[r] + i];
+        var all = tensor(buf, new long[] { offsets.Count, t + 1 }, device: device);
+        return (all.narrow(1, 0, t), all.narrow(1, 1, t));
+    }
+}
