@@ -28,15 +28,19 @@ public static class HfCheckpoint
     /// <summary>Our parameter name → HF name (and whether to transpose).</summary>
     public static string ToHf(string name) => "transformer." + name;
 
+    /// <summary>The GPT-2 parameters, without attached LoRA adapters.</summary>
+    static IEnumerable<(string Name, TorchSharp.Modules.Parameter Param)> BaseParameters(Gpt model) =>
+        model.named_parameters().Where(p => !Lora.IsAdapterParameter(p.name));
+
     /// <summary>The model's weights under HF names, Conv1D tensors transposed to [in, out].</summary>
     public static Dictionary<string, Tensor> HfStateDict(Gpt model, bool mergeLora = false)
     {
         var merged = new Dictionary<string, Tensor>();
         if (mergeLora)
             foreach (var (path, lin) in model.Linears())
-                if (lin.Adapter is { } a) merged[path + ".weight"] = (lin.weight.detach() + a.DeltaWeight().detach());
+                if (lin.Adapter is not null) merged[path + ".weight"] = Lora.MergedWeight(lin);
         var d = new Dictionary<string, Tensor>();
-        foreach (var (name, p) in model.named_parameters())
+        foreach (var (name, p) in BaseParameters(model))
         {
             var t = merged.TryGetValue(name, out var m) ? m : p.detach();
             d[ToHf(name)] = IsConv1D(name) ? t.t() : t;
@@ -109,7 +113,7 @@ public static class HfCheckpoint
         var remaining = new Dictionary<string, Tensor>(tensors);
         using (no_grad())
         {
-            foreach (var (name, p) in model.named_parameters())
+            foreach (var (name, p) in BaseParameters(model))
             {
                 if (!remaining.Remove(ToHf(name), out var t) && !remaining.Remove(name, out t))
                     throw new ChatForgeException($"{source}: missing tensor '{ToHf(name)}'");

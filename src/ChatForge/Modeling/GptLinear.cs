@@ -1,14 +1,15 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using TorchSharp.Utils;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace ChatForge.Modeling;
 
 /// <summary>
-/// y = x·Wᵀ + b (W is [out, in], as nn.Linear), plus an optional LoRA adapter. The adapter is not
-/// a registered submodule, so the model's named_parameters (and its Hugging Face checkpoint) stay
-/// the base model's; <see cref="Lora"/> collects and saves adapter parameters on its own.
+/// y = x·Wᵀ + b (W is [out, in], as nn.Linear), plus an optional LoRA adapter. The adapter is a
+/// registered submodule named <see cref="Lora.ModuleName"/>, so to(), train() and eval() reach it;
+/// checkpoint code leaves its parameters out of the base model's tensors (<see cref="Lora.IsAdapterParameter"/>).
 /// </summary>
 public sealed class GptLinear : nn.Module<Tensor, Tensor>
 {
@@ -25,13 +26,24 @@ public sealed class GptLinear : nn.Module<Tensor, Tensor>
     public long InFeatures => weight.shape[1];
     public long OutFeatures => weight.shape[0];
 
-    /// <summary>The attached adapter (null: plain linear).</summary>
-    public LoraAdapter? Adapter { get; set; }
+    LoraAdapter? _adapter;
+
+    /// <summary>The attached adapter (null: plain linear). Setting it (re)registers the submodule.</summary>
+    public LoraAdapter? Adapter
+    {
+        get => _adapter;
+        set
+        {
+            register_module(Lora.ModuleName, null!); // removes a registered adapter
+            _adapter = value;
+            if (value is not null) register_module(Lora.ModuleName, value);
+        }
+    }
 
     public override Tensor forward(Tensor x)
     {
         var y = F.linear(x, weight, bias);
-        if (Adapter is { } a) y = y + a.Delta(x, training);
+        if (_adapter is { } a) y = y + a.call(x);
         return y;
     }
 }
@@ -41,30 +53,37 @@ public sealed class GptLinear : nn.Module<Tensor, Tensor>
 /// zeros, so a fresh adapter changes nothing. PEFT's names and shapes (lora_A.weight [r, in],
 /// lora_B.weight [out, r]).
 /// </summary>
-public sealed class LoraAdapter : IDisposable
+public sealed class LoraAdapter : nn.Module<Tensor, Tensor>
 {
-    public Parameter A { get; }
-    public Parameter B { get; }
-    public double Scale { get; }
+    // Fields, not properties: Module.to() replaces moved parameters through their fields.
+    [ComponentName(Name = "lora_A")] Parameter _a;
+    [ComponentName(Name = "lora_B")] Parameter _b;
     readonly double _dropout;
 
-    public LoraAdapter(long inFeatures, long outFeatures, int rank, double alpha, double dropout, Device device)
+    public LoraAdapter(long inFeatures, long outFeatures, int rank, double alpha, double dropout, Device device) : base(Lora.ModuleName)
     {
-        A = new Parameter(empty(rank, inFeatures, device: device));
-        B = new Parameter(zeros(outFeatures, rank, device: device));
-        using (no_grad()) nn.init.kaiming_uniform_(A, Math.Sqrt(5)); // PEFT's (and nn.Linear's) init
+        _a = new Parameter(empty(rank, inFeatures, device: device));
+        _b = new Parameter(zeros(outFeatures, rank, device: device));
+        using (no_grad()) nn.init.kaiming_uniform_(_a, Math.Sqrt(5)); // PEFT's (and nn.Linear's) init
         Scale = alpha / rank;
         _dropout = dropout;
+        RegisterComponents();
     }
 
-    public Tensor Delta(Tensor x, bool training)
+    /// <summary>lora_A.weight [r, in].</summary>
+    public Parameter A => _a;
+    /// <summary>lora_B.weight [out, r].</summary>
+    public Parameter B => _b;
+    /// <summary>α / r.</summary>
+    public double Scale { get; }
+
+    /// <summary>Δy = (α/r)·B·A·dropout(x); dropout only in training mode.</summary>
+    public override Tensor forward(Tensor x)
     {
         var h = _dropout > 0 && training ? F.dropout(x, _dropout, true) : x;
-        return F.linear(F.linear(h, A), B) * Scale;
+        return F.linear(F.linear(h, _a), _b) * Scale;
     }
 
     /// <summary>ΔW = (α/r)·B·A, [out, in].</summary>
-    public Tensor DeltaWeight() => B.matmul(A) * Scale;
-
-    public void Dispose() { A.Dispose(); B.Dispose(); }
+    public Tensor DeltaWeight() => _b.matmul(_a) * Scale;
 }

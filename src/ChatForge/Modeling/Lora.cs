@@ -30,10 +30,16 @@ public sealed record LoraConfig
 
 /// <summary>
 /// Attaching, saving (PEFT layout: adapter_config.json + adapter_model.safetensors with
-/// base_model.model.transformer.h.N.….lora_A.weight names), loading and merging LoRA adapters.
+/// base_model.model.transformer.h.N.….lora_A.weight names), and merging LoRA adapters (files: Checkpoints/PeftAdapter).
 /// </summary>
 public static class Lora
 {
+    /// <summary>The adapter's submodule name inside each adapted linear layer.</summary>
+    public const string ModuleName = "lora";
+
+    /// <summary>True for an adapter parameter's module path (…c_attn.lora.lora_A): not part of the base model.</summary>
+    public static bool IsAdapterParameter(string name) => name.Split('.').Contains(ModuleName);
+
     static bool Targeted(string path, LoraConfig c) => c.TargetModules.Any(t => path.EndsWith("." + t, StringComparison.Ordinal));
 
     /// <summary>Adds fresh adapters to the targeted layers and freezes every base parameter.</summary>
@@ -60,17 +66,7 @@ public static class Lora
 
     public static bool HasAdapters(Gpt model) => model.Linears().Any(l => l.Linear.Adapter is not null);
 
-    /// <summary>Folds every adapter into its base weight (W += (α/r)·B·A) and removes it; the model is then a plain GPT-2.</summary>
-    public static void Merge(Gpt model)
-    {
-        using var _ = no_grad();
-        foreach (var (_, lin) in model.Linears())
-        {
-            if (lin.Adapter is not { } a) continue;
-            lin.weight.add_(a.DeltaWeight());
-            lin.Adapter = null;
-            a.Dispose();
-        }
-        foreach (var p in model.parameters()) p.requires_grad = true;
-    }
+    /// <summary>The base weight with the adapter folded in, W + (α/r)·B·A ([out, in]); the plain weight without an adapter.</summary>
+    public static Tensor MergedWeight(GptLinear linear) =>
+        linear.Adapter is { } a ? linear.weight.detach() + a.DeltaWeight().detach() : linear.weight.detach();
 }
