@@ -1,4 +1,5 @@
 using ChatForge.Tokenization;
+using ChatForge.Util;
 
 namespace ChatForge.Data;
 
@@ -30,13 +31,13 @@ public sealed record DemoSuite(
         var (seen, held) = DemoTasks.SplitStates(states, HeldOutStateCount, TaskSeed);
 
         var words = DemoTasks.LoadAfinn(c.Afinn).Where(w => w.Valence != 0 && !w.Word.Contains(' ')).ToList();
-        var orderedWords = words.OrderBy(w => DemoTasks.Unit(TaskSeed, "word:" + w.Word)).ToList();
+        var orderedWords = words.OrderBy(w => HashSplit.Unit(TaskSeed, "word:" + w.Word)).ToList();
         var heldWords = orderedWords.Take(heldOutWords).ToList();
         var trainWords = orderedWords.Skip(heldOutWords).ToList();
 
         // Balanced spam/ham; held-out messages first.
         var emails = DemoTasks.LoadSpam(c.SpamAssassin).Where(e => e.Body.Length > 0 || e.Subject.Length > 0)
-            .OrderBy(e => DemoTasks.Unit(TaskSeed, "email:" + e.Id)).ToList();
+            .OrderBy(e => HashSplit.Unit(TaskSeed, "email:" + e.Id)).ToList();
         var spam = emails.Where(e => e.Spam).ToList();
         var ham = emails.Where(e => !e.Spam).ToList();
         var heldEmails = spam.Take(heldOutEmails / 2).Concat(ham.Take(heldOutEmails / 2)).ToList();
@@ -52,12 +53,12 @@ public sealed record DemoSuite(
         {
             var (trainDocs, _) = TextCorpus.Split(TextCorpus.Load(new[] { c.MobyDick, c.Sotu }), 0.05, 1337); // pretraining's split
             var passages = trainDocs.SelectMany(d => TextCorpus.Blocks(d.Text, 150)).Where(p => p.Length is > 120 and < 320)
-                .OrderBy(p => DemoTasks.Unit(TaskSeed, "text:" + p)).Take(textExamples);
+                .OrderBy(p => HashSplit.Unit(TaskSeed, "text:" + p)).Take(textExamples);
             all.AddRange(passages.Select(p => new SftExample(null, p, "text")));
         }
         // 5% of the instruction data is held out for the response-token loss (validation); plain text is training-only.
-        var train = all.Where(e => e.Messages is null || DemoTasks.Unit(TaskSeed, "sft:" + Key(e)) >= 0.05).ToList();
-        var val = all.Where(e => e.Messages is not null && DemoTasks.Unit(TaskSeed, "sft:" + Key(e)) < 0.05)
+        var train = all.Where(e => e.Messages is null || HashSplit.Unit(TaskSeed, "sft:" + Key(e)) >= 0.05).ToList();
+        var val = all.Where(e => e.Messages is not null && HashSplit.Unit(TaskSeed, "sft:" + Key(e)) < 0.05)
                      .GroupBy(Key).Select(g => g.First()).ToList();
         train = train.Where(e => e.Messages is null || !val.Any(v => Key(v) == Key(e))).ToList();
         return new DemoSuite(states, seen, held, trainWords, heldWords, trainEmails, heldEmails, train, val);

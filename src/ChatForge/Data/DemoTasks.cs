@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
 using ChatForge.Tokenization;
+using ChatForge.Util;
 
 namespace ChatForge.Data;
 
@@ -67,18 +68,10 @@ public static partial class DemoTasks
 
     // ---- held-out splits --------------------------------------------------------------------------
 
-    /// <summary>A stable pseudo-random number in [0, 1) for (seed, key).</summary>
-    public static double Unit(long seed, string key)
-    {
-        Span<byte> h = stackalloc byte[32];
-        SHA256.HashData(Encoding.UTF8.GetBytes($"{seed}\u0000{key}"), h);
-        return BitConverter.ToUInt64(h) / (double)ulong.MaxValue;
-    }
-
     /// <summary>The <paramref name="count"/> states with the smallest hash under <paramref name="seed"/> are held out.</summary>
     public static (List<StateCapital> Seen, List<StateCapital> HeldOut) SplitStates(IReadOnlyList<StateCapital> all, int count, long seed)
     {
-        var held = all.OrderBy(s => Unit(seed, "state:" + s.State)).Take(count).ToHashSet();
+        var held = all.OrderBy(s => HashSplit.Unit(seed, "state:" + s.State)).Take(count).ToHashSet();
         return (all.Where(s => !held.Contains(s)).ToList(), all.Where(held.Contains).ToList());
     }
 
@@ -153,7 +146,7 @@ public static partial class DemoTasks
 
     public static IEnumerable<SftExample> WordSentiment(IEnumerable<LabeledWord> words, long seed) =>
         words.Where(w => w.Valence != 0).Select(w => SftExample.PromptCompletion(
-            string.Format(CultureInfo.InvariantCulture, SentimentQuestions[(int)(Unit(seed, "tmpl:" + w.Word) * SentimentQuestions.Length)], w.Word),
+            string.Format(CultureInfo.InvariantCulture, SentimentQuestions[(int)(HashSplit.Unit(seed, "tmpl:" + w.Word) * SentimentQuestions.Length)], w.Word),
             SentimentAnswer(w), "sentiment"));
 
     public static string SpamQuestion(Email e) => $"Is this email spam?\nSubject: {e.Subject}\n{e.Body}";

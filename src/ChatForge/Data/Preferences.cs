@@ -116,17 +116,8 @@ public static class Preferences
     /// <summary>Prompt + response as model input: plain concatenation, or the chat template (user, assistant).</summary>
     public static (int[] Ids, int ResponseStart) Encode(ITokenizer tok, string prompt, bool chat, string response, int maxLen)
     {
-        int[] p, r;
-        if (chat)
-        {
-            p = ChatTemplate.Encode(tok, new[] { new ChatMessage("user", prompt) }, addGenerationPrompt: true).Ids;
-            r = tok.Encode(response).Append(tok.Id(SpecialTokens.ImEnd)).ToArray();
-        }
-        else
-        {
-            p = tok.Encode(prompt);
-            r = tok.Encode(response).Append(tok.EosId()).ToArray();
-        }
+        var p = ChatTemplate.EncodePrompt(tok, prompt, chat);
+        var r = tok.Encode(response).Append(chat ? tok.Id(SpecialTokens.ImEnd) : tok.EosId()).ToArray();
         if (r.Length >= maxLen) r = r[..(maxLen - 1)];               // the response is cut on the right only when it alone does not fit
         if (p.Length + r.Length > maxLen) p = p[^(maxLen - r.Length)..]; // the prompt from the left
         return (p.Concat(r).ToArray(), p.Length);

@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using ChatForge.Util;
 
 namespace ChatForge.Data;
 
@@ -19,10 +20,10 @@ public static partial class SentimentPrompts
             {
                 var words = sentence.Split(' ', StringSplitOptions.RemoveEmptyEntries);
                 if (words.Length < 8 || words.Any(w => w.Length > 20)) continue;
-                int n = 3 + (int)(DemoTasks.Unit(7, sentence) * 4); // 3 to 6 words
+                int n = 3 + (int)(HashSplit.Unit(7, sentence) * 4); // 3 to 6 words
                 prompts.Add(string.Join(' ', words.Take(n)));
             }
-        prompts = prompts.Distinct().OrderBy(p => DemoTasks.Unit(DemoSuite.TaskSeed, "prompt:" + p)).ToList();
+        prompts = prompts.Distinct().OrderBy(p => HashSplit.Unit(DemoSuite.TaskSeed, "prompt:" + p)).ToList();
         if (prompts.Count < 2) throw new ChatForgeException($"{c.Root}: too little held-out text to make sentiment prompts");
         int e = Math.Min(evalCount, prompts.Count / 2);
         return (prompts.Skip(e).ToList(), prompts.Take(e).ToList());

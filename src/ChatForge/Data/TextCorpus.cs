@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using ChatForge.Util;
 
 namespace ChatForge.Data;
 
@@ -62,19 +63,6 @@ public static class TextCorpus
     {
         if (valFraction is <= 0 or >= 1) throw new ChatForgeException($"val_fraction must be in (0, 1), got {valFraction}");
         if (docs.Count < 2) throw new ChatForgeException("need at least two documents (or a longer text) to hold some out for validation");
-        var scored = docs.Select(d => (Doc: d, U: Unit(seed, d.Text))).ToList();
-        var val = scored.Where(s => s.U < valFraction).Select(s => s.Doc).ToList();
-        var train = scored.Where(s => s.U >= valFraction).Select(s => s.Doc).ToList();
-        // Tiny corpora: make sure neither side is empty (move the extreme document across).
-        if (val.Count == 0) { var m = scored.MinBy(s => s.U).Doc; val.Add(m); train.Remove(m); }
-        if (train.Count == 0) { var m = scored.MaxBy(s => s.U).Doc; train.Add(m); val.Remove(m); }
-        return (train, val);
-    }
-
-    static double Unit(long seed, string text)
-    {
-        Span<byte> h = stackalloc byte[32];
-        SHA256.HashData(Encoding.UTF8.GetBytes($"{seed}\u0000{text}"), h);
-        return BitConverter.ToUInt64(h) / (double)ulong.MaxValue;
+        return HashSplit.Split(docs, d => d.Text, valFraction, seed);
     }
 }

@@ -2,6 +2,7 @@ using ChatForge.Generation;
 using ChatForge.Modeling;
 using ChatForge.Tokenization;
 using ChatForge.Labeling;
+using ChatForge.Util;
 
 namespace ChatForge.Evaluation;
 
@@ -25,9 +26,7 @@ public static class BestOfNEval
         {
             var best = candidates.Select(c => BestOfN.Best(c, n)).ToList();
             var scores = best.Select(b => oracle.Score(b.Text)).ToList();
-            double mean = scores.Average();
-            double sd = Math.Sqrt(scores.Select(s => (s - mean) * (s - mean)).Sum() / Math.Max(1, scores.Count - 1));
-            points.Add(new Point(n, mean, sd, best.Average(b => b.Reward), BestOfN.Kl(n)));
+            points.Add(new Point(n, scores.Average(), Stats.SampleStd(scores), best.Average(b => b.Reward), BestOfN.Kl(n)));
         }
         return points;
     }

@@ -58,9 +58,7 @@ public static class TaskEval
 
         List<string> Ask(IReadOnlyList<string> questions)
         {
-            var prompts = questions.Select(q => chat
-                ? ChatTemplate.Encode(tok, new[] { new ChatMessage("user", q) }, addGenerationPrompt: true).Ids
-                : tok.Encode(q + "\n")).ToList();
+            var prompts = questions.Select(q => ChatTemplate.EncodePrompt(tok, chat ? q : q + "\n", chat)).ToList();
             var answers = new List<string>();
             for (int i = 0; i < prompts.Count; i += batch)
                 answers.AddRange(gen.Generate(prompts.Skip(i).Take(batch).ToList(), greedy).Select(c => c.Text.Trim()));

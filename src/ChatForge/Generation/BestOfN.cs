@@ -17,9 +17,7 @@ public static class BestOfN
     public static List<List<Candidate>> Sample(TextGenerator gen, RewardModel rm, ITokenizer tok, IReadOnlyList<string> prompts, bool chat, int n,
                                                SamplingOptions o, int batch = 64)
     {
-        var encoded = prompts.SelectMany(p => Enumerable.Repeat(chat
-            ? ChatTemplate.Encode(tok, new[] { new ChatMessage("user", p) }, true).Ids
-            : tok.Encode(p), n)).ToList();
+        var encoded = prompts.SelectMany(p => Enumerable.Repeat(ChatTemplate.EncodePrompt(tok, p, chat), n)).ToList();
         var so = chat ? o with { StopTokenIds = o.StopTokenIds.Append(tok.Id(SpecialTokens.ImEnd)).ToArray() } : o;
         var texts = new List<string>();
         for (int i = 0; i < encoded.Count; i += batch)

@@ -3,6 +3,7 @@ using ChatForge.Data;
 using ChatForge.Generation;
 using ChatForge.Modeling;
 using ChatForge.Tokenization;
+using ChatForge.Util;
 
 namespace ChatForge.Labeling;
 
@@ -48,9 +49,7 @@ public static class PreferenceCollection
 
         List<string> Sample(IReadOnlyList<string> prompts, bool chat, int k, long seed)
         {
-            var encoded = prompts.SelectMany(p => Enumerable.Repeat(chat
-                ? ChatTemplate.Encode(tok, new[] { new ChatMessage("user", p) }, true).Ids
-                : tok.Encode(p), k)).ToList();
+            var encoded = prompts.SelectMany(p => Enumerable.Repeat(ChatTemplate.EncodePrompt(tok, p, chat), k)).ToList();
             var outs = new List<string>();
             for (int i = 0; i < encoded.Count; i += 64)
                 outs.AddRange(gen.Generate(encoded.Skip(i).Take(64).ToList(),
@@ -118,11 +117,11 @@ public static class PreferenceCollection
                 break;
             }
         }
-        return (rankings, Stats(rankings));
+        return (rankings, LabelerStats(rankings));
     }
 
     /// <summary>How often the labeler's order agrees with the noiseless oracle, over pairs the oracle does not tie.</summary>
-    public static Dictionary<string, double> Stats(IReadOnlyList<Ranking> rankings)
+    public static Dictionary<string, double> LabelerStats(IReadOnlyList<Ranking> rankings)
     {
         double agree = 0, pairs = 0, ties = 0, all = 0;
         foreach (var r in rankings)
@@ -145,7 +144,7 @@ public static class PreferenceCollection
             ["labeler_agreement"] = pairs == 0 ? double.NaN : agree / pairs,
             ["tie_fraction"] = all == 0 ? 0 : ties / all,
             ["oracle_mean"] = scores.Count == 0 ? double.NaN : scores.Average(),
-            ["oracle_sd"] = scores.Count < 2 ? double.NaN : Math.Sqrt(scores.Select(x => (x - scores.Average()) * (x - scores.Average())).Sum() / (scores.Count - 1)),
+            ["oracle_sd"] = scores.Count < 2 ? double.NaN : Stats.SampleStd(scores),
         };
     }
 }

@@ -58,7 +58,7 @@ public static class Report
                 answers.Add((key, p, gen.Complete(p, new SamplingOptions { Temperature = 1.0, MaxNewTokens = maxNew, Seed = c.Seed }).Text));
             foreach (var q in capitalQs)
             {
-                var ids = chat ? ChatTemplate.Encode(mtok, new[] { new ChatMessage("user", q) }, true).Ids : mtok.Encode(q + "\n");
+                var ids = ChatTemplate.EncodePrompt(mtok, chat ? q : q + "\n", chat);
                 var so = new SamplingOptions { Temperature = 0, MaxNewTokens = 20, StopTokenIds = chat ? new[] { mtok.Id(SpecialTokens.ImEnd) } : Array.Empty<int>(), StopStrings = chat ? Array.Empty<string>() : new[] { "\n" } };
                 answers.Add((key, q, gen.Generate(new[] { ids }, so)[0].Text));
             }

@@ -39,6 +39,13 @@ public static class ChatTemplate
         return (ids.ToArray(), train.ToArray());
     }
 
+    /// <summary>
+    /// A prompt as model input: with <paramref name="chat"/>, one user turn and the generation prompt;
+    /// else the plain text, which the response continues.
+    /// </summary>
+    public static int[] EncodePrompt(ITokenizer tok, string prompt, bool chat) =>
+        chat ? Encode(tok, new[] { new ChatMessage("user", prompt) }, addGenerationPrompt: true).Ids : tok.Encode(prompt);
+
     /// <summary>The rendered text (what the Jinja chat_template produces).</summary>
     public static string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt) =>
         string.Concat(messages.Select(m => $"{SpecialTokens.ImStart}{m.Role}\n{m.Content}{SpecialTokens.ImEnd}\n"))

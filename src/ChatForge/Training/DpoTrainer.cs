@@ -5,6 +5,7 @@ using ChatForge.Labeling;
 using ChatForge.Modeling;
 using ChatForge.Native;
 using ChatForge.Tokenization;
+using ChatForge.Util;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -188,7 +189,7 @@ public sealed class DpoTrainer : ITrainable
             Preferences.WriteRankings(collected, rankings);
         }
         var pairs = rankings.SelectMany(Preferences.ToPairs).ToList();
-        var val = pairs.Where(p => DemoTasks.Unit(c.Seed, "dpo:" + p.Prompt + p.Chosen + p.Rejected) < c.ValFraction).ToList();
+        var val = pairs.Where(p => HashSplit.Unit(c.Seed, "dpo:" + p.Prompt + p.Chosen + p.Rejected) < c.ValFraction).ToList();
         var train = pairs.Except(val).ToList();
         if (train.Count == 0 || val.Count == 0) throw new ChatForgeException($"need preference pairs on both sides of the {c.ValFraction} split (got {pairs.Count})");
 

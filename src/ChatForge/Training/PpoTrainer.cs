@@ -290,7 +290,7 @@ public sealed class PpoTrainer
         {
             var all = c.Prompts.SelectMany(f => Jsonl.Read(f).Select(r => r.Row.String("prompt", f, r.Line))).ToList();
             if (all.Count < 2) throw new ChatForgeException("need at least two prompts");
-            evalPrompts = all.Where(p => DemoTasks.Unit(c.Seed, "ppo:" + p) < 0.1).Take(c.EvalPrompts).ToList();
+            evalPrompts = all.Where(p => HashSplit.Unit(c.Seed, "ppo:" + p) < 0.1).Take(c.EvalPrompts).ToList();
             if (evalPrompts.Count == 0) evalPrompts.Add(all[^1]);
             prompts = all.Except(evalPrompts).ToList();
             if (Corpora.IsFetched(c.Cache)) { corpora = Corpora.Open(c.Cache); oracle = SentimentOracle.FromCorpora(corpora); }

@@ -6,6 +6,7 @@ using ChatForge.Modeling;
 using ChatForge.Native;
 using ChatForge.Tokenization;
 using ChatForge.Checkpoints;
+using ChatForge.Util;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -177,8 +178,8 @@ public sealed class RewardTrainer : ITrainable
             Preferences.WritePairs(run.Path_("pairs.jsonl"), rankings.SelectMany(Preferences.ToPairs));
             sft.Dispose();
         }
-        collectStats ??= PreferenceCollection.Stats(rankings);
-        var val = rankings.Where(r => DemoTasks.Unit(c.Seed, "rm:" + r.Prompt + r.Responses[0]) < c.ValFraction).ToList();
+        collectStats ??= PreferenceCollection.LabelerStats(rankings);
+        var val = rankings.Where(r => HashSplit.Unit(c.Seed, "rm:" + r.Prompt + r.Responses[0]) < c.ValFraction).ToList();
         var train = rankings.Except(val).ToList();
         if (rankings.Count < 2) throw new ChatForgeException($"need at least two rankings (got {rankings.Count})");
         if (val.Count == 0) { val.Add(train[^1]); train.RemoveAt(train.Count - 1); }   // tiny data: hold out at least one

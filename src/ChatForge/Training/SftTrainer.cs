@@ -19,6 +19,9 @@ namespace ChatForge.Training;
 /// </summary>
 public sealed class SftTrainer : ITrainable
 {
+    /// <summary>The share of --data held out for the validation loss when no --val-data is given.</summary>
+    public const double HeldOutFraction = 0.05;
+
     readonly SftConfig _c;
     readonly Gpt _model;
     readonly ITokenizer _tok;
@@ -114,9 +117,9 @@ public sealed class SftTrainer : ITrainable
             if (c.ValData.Count > 0) { train = all; val = c.ValData.SelectMany(SftData.Load).ToList(); }
             else
             {
-                train = all.Where((e, i) => DemoTasks.Unit(c.Seed, $"{i}") >= 0.05).ToList();
-                val = all.Where((e, i) => DemoTasks.Unit(c.Seed, $"{i}") < 0.05).ToList();
-                if (val.Count == 0) { val.Add(train[^1]); train.RemoveAt(train.Count - 1); }
+                var numbered = all.Select((e, i) => (e, i)).ToList();
+                var (t, v) = HashSplit.Split(numbered, x => $"{x.i}", HeldOutFraction, c.Seed);
+                (train, val) = (t.Select(x => x.e).ToList(), v.Select(x => x.e).ToList());
             }
         }
         var encTrain = train.Select(e => SftData.Encode(tok, e, maxLen + 1)).ToList();
@@ -124,7 +127,7 @@ public sealed class SftTrainer : ITrainable
         int promptCut = encTrain.Count(e => e.PromptTruncated), answerCut = encTrain.Count(e => e.AnswerTruncated);
         if (promptCut + answerCut > 0) log?.Invoke($"truncated to {maxLen + 1} tokens: {promptCut} prompts (from the left), {answerCut} answers (from the right)");
         var rows = c.Packing
-            ? CausalBatch.Pack(encTrain.OrderBy(e => DemoTasks.Unit(c.Seed, "pack:" + string.Join(",", e.Ids.Take(16)))), maxLen + 1)
+            ? CausalBatch.Pack(encTrain.OrderBy(e => HashSplit.Unit(c.Seed, "pack:" + string.Join(",", e.Ids.Take(16)))), maxLen + 1)
             : encTrain.Select(e => new PackedRow(e)).ToList();
         log?.Invoke($"{(c.Lora is null ? "full fine-tuning" : $"LoRA r={c.Lora.R} α={c.Lora.LoraAlpha} on {string.Join(", ", c.Lora.TargetModules)}")}: " +
                     $"{rows.Count} rows{(c.Packing ? $" packed from {encTrain.Count} examples" : "")}, {encTrain.Sum(e => e.Train.Count(t => t))} response tokens");

@@ -29,8 +29,8 @@ public class PreferenceTests
                 return new Ranking("p", false, s.Select(x => x.ToString()).ToList(), lab.Rank(s), s);
             }).ToList();
         }
-        Assert.Equal(1.0, PreferenceCollection.Stats(Make(0))["labeler_agreement"]);
-        var noisy = PreferenceCollection.Stats(Make(0.3))["labeler_agreement"];
+        Assert.Equal(1.0, PreferenceCollection.LabelerStats(Make(0))["labeler_agreement"]);
+        var noisy = PreferenceCollection.LabelerStats(Make(0.3))["labeler_agreement"];
         Assert.InRange(noisy, 0.55, 0.9);
     }
 
