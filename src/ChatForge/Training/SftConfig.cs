@@ -1,9 +1,10 @@
 using ChatForge.Modeling;
+using ChatForge.Util;
 
 namespace ChatForge.Training;
 
 /// <summary>Instruction tuning (SFT): cross-entropy on the assistant's tokens only.</summary>
-public sealed record SftConfig
+public sealed record SftConfig : RunOptions
 {
     /// <summary>The pretrained model directory to start from.</summary>
     public string Model { get; init; } = "";
@@ -11,7 +12,6 @@ public sealed record SftConfig
     public List<string> Data { get; init; } = new();
     /// <summary>Held-out data for the validation loss; empty means a 5% split of the data.</summary>
     public List<string> ValData { get; init; } = new();
-    public string? Cache { get; init; }
     /// <summary>Sequence length; null means the model's context. Longer records are truncated (README: the rule).</summary>
     public int? MaxLength { get; init; }
     /// <summary>Pack several examples into each row (block-diagonal attention, positions restart per example).</summary>
@@ -27,10 +27,6 @@ public sealed record SftConfig
     public int EvalExamples { get; init; } = 256;
     /// <summary>Run the task evaluation (capitals, spam, sentiment) on the final model.</summary>
     public bool EvalTasks { get; init; } = true;
-    public long Seed { get; init; } = 1337;
-    public bool Deterministic { get; init; }
-    public string Device { get; init; } = "auto";
-    public int? Threads { get; init; }
 
     public void Validate(string source)
     {
