@@ -37,7 +37,7 @@ public static class SftCommand
             if (a.Double("lora-alpha") is { } al) l = l with { LoraAlpha = al };
             if (a.Double("lora-dropout") is { } dr) l = l with { LoraDropout = dr };
             if (a.All("lora-targets").Count > 0) l = l with { TargetModules = a.All("lora-targets") };
-            c = c with { Lora = l, Optim = a.Get("config") is null ? c.Optim with { LearningRate = c.Optim.LearningRate * 4, MinLr = c.Optim.MinLr * 4 } : c.Optim };
+            c = c with { Lora = l };
         }
         var summary = ui.Train("sft", c.Optim.MaxSteps, p => SftTrainer.Run(c, outDir, a.Flag("resume"), ui.Log, p));
         ui.Summary("sft", summary);

@@ -18,6 +18,11 @@ public sealed record SftConfig : RunOptions
     public bool Packing { get; init; } = true;
     /// <summary>LoRA instead of full fine-tuning (null: full).</summary>
     public LoraConfig? Lora { get; init; }
+    /// <summary>
+    /// With LoRA, training runs at <c>optim.learning_rate</c> and <c>optim.min_lr</c> times this: the adapters'
+    /// few parameters (B starts at zero) want larger steps than full fine-tuning (1: the rates as given).
+    /// </summary>
+    public double LoraLrMultiplier { get; init; } = 4;
     public OptimConfig Optim { get; init; } = new()
     {
         MaxSteps = 300, BatchSize = 16, LearningRate = 5e-4, MinLr = 5e-5, WarmupSteps = 20,
@@ -33,9 +38,14 @@ public sealed record SftConfig : RunOptions
         if (string.IsNullOrEmpty(Model)) throw new ChatForgeException($"{source}: 'model' (the pretrained model directory, --model) is required");
         if (MaxLength is < 8) throw new ChatForgeException($"{source}: 'max_length' = {MaxLength} is out of range (≥ 8)");
         if (EvalExamples < 1) throw new ChatForgeException($"{source}: 'eval_examples' = {EvalExamples} is out of range (≥ 1)");
+        if (LoraLrMultiplier <= 0) throw new ChatForgeException($"{source}: 'lora_lr_multiplier' = {LoraLrMultiplier} is out of range (> 0)");
         Lora?.Validate(source);
         Optim.Validate(source);
     }
+
+    /// <summary>The optimizer settings training runs with: <see cref="Optim"/>, its rates times <see cref="LoraLrMultiplier"/> under LoRA.</summary>
+    public OptimConfig TrainingOptim() =>
+        Lora is null ? Optim : Optim with { LearningRate = Optim.LearningRate * LoraLrMultiplier, MinLr = Optim.MinLr * LoraLrMultiplier };
 
     public static SftConfig Demo => new();
 
