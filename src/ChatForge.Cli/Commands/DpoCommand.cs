@@ -1,34 +1,43 @@
+using System.CommandLine;
 using ChatForge.Training;
 
 namespace ChatForge.Cli.Commands;
 
 public static class DpoCommand
 {
-    public static int Run(string[] args, Ui ui)
+    public static Command Create(Ui ui)
     {
-        var a = new Args(args, new[] { "sft", "preset", "config", "out", "beta", "loss-type", "label-smoothing", "reward", "max-steps", "seed", "device", "cache", "threads", "task", "k", "prompts", "noise" },
-                         flags: new[] { "resume", "deterministic" }, multi: new[] { "data" });
-        var c = DpoConfig.Load(a.Get("preset"), a.Get("config"));
-        if (a.Get("sft") is { } m) c = c with { Model = m };
-        if (a.All("data").Count > 0) c = c with { Data = a.All("data") };
-        if (a.Double("beta") is { } b) c = c with { Beta = b };
-        if (a.Get("loss-type") is { } lt) c = c with { LossType = lt };
-        if (a.Double("label-smoothing") is { } ls) c = c with { LabelSmoothing = ls };
-        if (a.Get("reward") is { } rw) c = c with { Reward = rw };
-        if (a.Int("max-steps") is { } ms) c = c with { Optim = c.Optim with { MaxSteps = ms } };
-        if (a.Long("seed") is { } seed) c = c with { Seed = seed };
-        if (a.Flag("deterministic")) c = c with { Deterministic = true };
-        if (a.Get("device") is { } dev) c = c with { Device = dev };
-        if (a.Get("cache") is { } cache) c = c with { Cache = cache };
-        if (a.Int("threads") is { } th) c = c with { Threads = th };
-        c = c with { Collect = c.Collect with
+        var sft = Opt.Text("--sft", "the SFT model: the policy starts here, the frozen reference is a copy", "DIR");
+        var preset = Opt.Preset();
+        var config = Opt.Config();
+        var data = Opt.List("--data", "pairs or rankings JSONL (default: sentiment rankings collected from the SFT model)");
+        var outDir = Opt.Out();
+        var beta = Opt.Number("--beta", "β: higher keeps the policy closer to the reference", "B");
+        var lossType = Opt.Text("--loss-type", "sigmoid (the DPO paper) or ipo", "sigmoid|ipo");
+        var labelSmoothing = Opt.Number("--label-smoothing", "ε of conservative DPO: the probability that a label is flipped", "E");
+        var reward = Opt.Text("--reward", "a reward model, only to report the policy's RM score", "RM");
+        var maxSteps = Opt.MaxSteps();
+        var resume = Opt.Resume();
+        var verb = new Command("dpo", "DPO on preference pairs, no reward model") { sft, preset, config, data, outDir, beta, lossType, labelSmoothing, reward, maxSteps, resume };
+        var run = new RunOptionSet(verb);
+        var collect = new CollectOptionSet(verb, sampling: false);
+        verb.SetAction(r =>
         {
-            Task = a.Get("task") ?? c.Collect.Task, K = a.Int("k") ?? c.Collect.K, Prompts = a.Int("prompts") ?? c.Collect.Prompts, NoiseStd = a.Double("noise") ?? c.Collect.NoiseStd,
-        } };
-        var outDir = a.Require("out");
-        var summary = ui.Train("dpo", c.Optim.MaxSteps, p => DpoTrainer.Run(c, outDir, a.Flag("resume"), ui.Log, p));
-        ui.Summary("dpo", summary);
-        ui.Log($"policy: {Path.Combine(Path.GetFullPath(outDir), "model")}");
-        return 0;
+            var c = run.Apply(DpoConfig.Load(r.GetValue(preset), r.GetValue(config)), r);
+            if (r.GetValue(sft) is { } m) c = c with { Model = m };
+            if (r.GetValue(data) is { Count: > 0 } d) c = c with { Data = d };
+            if (r.GetValue(beta) is { } b) c = c with { Beta = b };
+            if (r.GetValue(lossType) is { } lt) c = c with { LossType = lt };
+            if (r.GetValue(labelSmoothing) is { } ls) c = c with { LabelSmoothing = ls };
+            if (r.GetValue(reward) is { } rw) c = c with { Reward = rw };
+            if (r.GetValue(maxSteps) is { } ms) c = c with { Optim = c.Optim with { MaxSteps = ms } };
+            c = c with { Collect = collect.Apply(c.Collect, r) };
+            var dir = r.GetValue(outDir)!;
+            var summary = ui.Train("dpo", c.Optim.MaxSteps, p => DpoTrainer.Run(c, dir, r.GetValue(resume), ui.Log, p));
+            ui.Summary("dpo", summary);
+            ui.Log($"policy: {Path.Combine(Path.GetFullPath(dir), "model")}");
+            return 0;
+        });
+        return verb;
     }
 }

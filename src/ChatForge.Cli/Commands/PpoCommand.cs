@@ -1,33 +1,48 @@
+using System.CommandLine;
 using ChatForge.Training;
 
 namespace ChatForge.Cli.Commands;
 
 public static class PpoCommand
 {
-    public static int Run(string[] args, Ui ui)
+    public static Command Create(Ui ui)
     {
-        var a = new Args(args, new[] { "sft", "reward", "preset", "config", "out", "iterations", "beta", "ptx-coef", "rounds", "adaptive-kl", "seed", "device", "cache", "threads", "value-init" },
-                         flags: new[] { "resume", "deterministic", "chat" }, multi: new[] { "prompts" });
-        var c = PpoConfig.Load(a.Get("preset"), a.Get("config"));
-        if (a.Get("sft") is { } m) c = c with { Model = m };
-        if (a.Get("reward") is { } r) c = c with { Reward = r };
-        if (a.All("prompts").Count > 0) c = c with { Prompts = a.All("prompts") };
-        if (a.Flag("chat")) c = c with { Chat = true };
-        if (a.Int("iterations") is { } it) c = c with { Iterations = it };
-        if (a.Double("beta") is { } b) c = c with { Beta = b };
-        if (a.Double("ptx-coef") is { } g) c = c with { PtxCoef = g };
-        if (a.Int("rounds") is { } rd) c = c with { Rounds = rd };
-        if (a.Double("adaptive-kl") is { } t) c = c with { AdaptiveKl = new AdaptiveKlConfig { Target = t } };
-        if (a.Get("value-init") is { } vi) c = c with { ValueInit = vi };
-        if (a.Long("seed") is { } seed) c = c with { Seed = seed };
-        if (a.Flag("deterministic")) c = c with { Deterministic = true };
-        if (a.Get("device") is { } dev) c = c with { Device = dev };
-        if (a.Get("cache") is { } cache) c = c with { Cache = cache };
-        if (a.Int("threads") is { } th) c = c with { Threads = th };
-        var outDir = a.Require("out");
-        var summary = ui.Train("ppo", (long)c.Iterations * c.Rounds, p => PpoTrainer.Run(c, outDir, a.Flag("resume"), ui.Log, p));
-        ui.Summary("ppo", summary);
-        ui.Log($"policy: {Path.Combine(Path.GetFullPath(outDir), "model")}");
-        return 0;
+        var sft = Opt.Text("--sft", "the SFT model: the policy starts here, the frozen reference is a copy", "DIR");
+        var reward = Opt.Text("--reward", "the reward model (frozen)", "RM");
+        var preset = Opt.Preset();
+        var config = Opt.Config();
+        var prompts = Opt.List("--prompts", "{\"prompt\"} JSONL (default: held-out sentiment prompts)");
+        var chat = Opt.Flag("--chat", "prompts are user messages under the chat template");
+        var outDir = Opt.Out();
+        var iterations = Opt.Int("--iterations", "PPO iterations (rollout + update) per round");
+        var beta = Opt.Number("--beta", "the KL coefficient β (initial, with --adaptive-kl)", "B");
+        var adaptiveKl = Opt.Number("--adaptive-kl", "adapt β toward this KL to the reference (nats per response)", "TARGET");
+        var ptxCoef = Opt.Number("--ptx-coef", "γ of PPO-ptx: weight of the pretraining loss (0: plain PPO)", "G");
+        var rounds = Opt.Int("--rounds", "iterated RLHF: rounds of collect → retrain the reward model → PPO", "R");
+        var valueInit = Opt.Text("--value-init", "the value model starts as the reward model or as the policy", "reward|policy");
+        var resume = Opt.Resume();
+        var verb = new Command("ppo", "RLHF with PPO: reward − β·KL to the SFT model (+ γ·pretraining loss)")
+            { sft, reward, preset, config, prompts, chat, outDir, iterations, beta, adaptiveKl, ptxCoef, rounds, valueInit, resume };
+        var run = new RunOptionSet(verb);
+        verb.SetAction(r =>
+        {
+            var c = run.Apply(PpoConfig.Load(r.GetValue(preset), r.GetValue(config)), r);
+            if (r.GetValue(sft) is { } m) c = c with { Model = m };
+            if (r.GetValue(reward) is { } rm) c = c with { Reward = rm };
+            if (r.GetValue(prompts) is { Count: > 0 } p) c = c with { Prompts = p };
+            if (r.GetValue(chat)) c = c with { Chat = true };
+            if (r.GetValue(iterations) is { } it) c = c with { Iterations = it };
+            if (r.GetValue(beta) is { } b) c = c with { Beta = b };
+            if (r.GetValue(ptxCoef) is { } g) c = c with { PtxCoef = g };
+            if (r.GetValue(rounds) is { } rd) c = c with { Rounds = rd };
+            if (r.GetValue(adaptiveKl) is { } t) c = c with { AdaptiveKl = new AdaptiveKlConfig { Target = t } };
+            if (r.GetValue(valueInit) is { } vi) c = c with { ValueInit = vi };
+            var dir = r.GetValue(outDir)!;
+            var summary = ui.Train("ppo", (long)c.Iterations * c.Rounds, pr => PpoTrainer.Run(c, dir, r.GetValue(resume), ui.Log, pr));
+            ui.Summary("ppo", summary);
+            ui.Log($"policy: {Path.Combine(Path.GetFullPath(dir), "model")}");
+            return 0;
+        });
+        return verb;
     }
 }

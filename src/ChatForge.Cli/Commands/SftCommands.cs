@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using ChatForge.Checkpoints;
 using ChatForge.Data;
@@ -13,118 +14,168 @@ namespace ChatForge.Cli.Commands;
 
 public static class SftCommand
 {
-    public static int Run(string[] args, Ui ui)
+    public static Command Create(Ui ui)
     {
-        var a = new Args(args, new[] { "model", "preset", "config", "out", "max-steps", "seed", "device", "cache", "threads", "lora-r", "lora-alpha", "lora-dropout", "max-length" },
-                         flags: new[] { "resume", "deterministic", "lora", "packing", "no-eval" }, multi: new[] { "data", "val-data", "lora-targets" });
-        var outDir = a.Require("out");
-        var c = SftConfig.Load(a.Get("preset"), a.Get("config"));
-        if (a.Get("model") is { } m) c = c with { Model = m };
-        if (a.All("data").Count > 0) c = c with { Data = a.All("data") };
-        if (a.All("val-data").Count > 0) c = c with { ValData = a.All("val-data") };
-        if (a.Int("max-steps") is { } ms) c = c with { Optim = c.Optim with { MaxSteps = ms } };
-        if (a.Long("seed") is { } seed) c = c with { Seed = seed };
-        if (a.Int("max-length") is { } ml) c = c with { MaxLength = ml };
-        if (a.Flag("deterministic")) c = c with { Deterministic = true };
-        if (a.Flag("packing")) c = c with { Packing = true };
-        if (a.Flag("no-eval")) c = c with { EvalTasks = false };
-        if (a.Get("device") is { } dev) c = c with { Device = dev };
-        if (a.Get("cache") is { } cache) c = c with { Cache = cache };
-        if (a.Int("threads") is { } th) c = c with { Threads = th };
-        if (a.Flag("lora") || a.Get("lora-r") is not null || a.All("lora-targets").Count > 0)
+        var model = Opt.Text("--model", "the pretrained model to start from", "DIR");
+        var preset = Opt.Preset();
+        var config = Opt.Config();
+        var data = Opt.List("--data", "JSONL in TRL's formats (default: the demo's instruction mixture)");
+        var valData = Opt.List("--val-data", "held-out JSONL for the validation loss (default: 5% of the data)");
+        var outDir = Opt.Out();
+        var maxSteps = Opt.MaxSteps();
+        var maxLength = Opt.Int("--max-length", "sequence length; longer records are truncated (default: the model's context)");
+        var lora = Opt.Flag("--lora", "LoRA adapters instead of full fine-tuning (at lora_lr_multiplier × the learning rate)");
+        var loraR = Opt.Int("--lora-r", "LoRA rank (implies --lora)", "R");
+        var loraAlpha = Opt.Number("--lora-alpha", "LoRA scaling numerator α (the update is scaled by α / r)", "A");
+        var loraDropout = Opt.Number("--lora-dropout", "dropout on the adapters' input", "P");
+        var loraTargets = Opt.List("--lora-targets", "modules to adapt: c_attn, c_proj, c_fc (implies --lora)", "MODULE");
+        var packing = Opt.Flag("--packing", "pack several examples into each row");
+        var noEval = Opt.Flag("--no-eval", "skip the task evaluation of the final model");
+        var resume = Opt.Resume();
+        var verb = new Command("sft", "instruction tuning: loss on the assistant's tokens only")
+            { model, preset, config, data, valData, outDir, maxSteps, maxLength, lora, loraR, loraAlpha, loraDropout, loraTargets, packing, noEval, resume };
+        var run = new RunOptionSet(verb);
+        verb.SetAction(r =>
         {
-            var l = c.Lora ?? new LoraConfig();
-            if (a.Int("lora-r") is { } r) l = l with { R = r };
-            if (a.Double("lora-alpha") is { } al) l = l with { LoraAlpha = al };
-            if (a.Double("lora-dropout") is { } dr) l = l with { LoraDropout = dr };
-            if (a.All("lora-targets").Count > 0) l = l with { TargetModules = a.All("lora-targets") };
-            c = c with { Lora = l, Optim = a.Get("config") is null ? c.Optim with { LearningRate = c.Optim.LearningRate * 4, MinLr = c.Optim.MinLr * 4 } : c.Optim };
-        }
-        var summary = ui.Train("sft", c.Optim.MaxSteps, p => SftTrainer.Run(c, outDir, a.Flag("resume"), ui.Log, p));
-        ui.Summary("sft", summary);
-        ui.Log($"model: {Path.Combine(Path.GetFullPath(outDir), "model")}");
-        return 0;
+            var c = run.Apply(SftConfig.Load(r.GetValue(preset), r.GetValue(config)), r);
+            if (r.GetValue(model) is { } m) c = c with { Model = m };
+            if (r.GetValue(data) is { Count: > 0 } d) c = c with { Data = d };
+            if (r.GetValue(valData) is { Count: > 0 } vd) c = c with { ValData = vd };
+            if (r.GetValue(maxSteps) is { } ms) c = c with { Optim = c.Optim with { MaxSteps = ms } };
+            if (r.GetValue(maxLength) is { } ml) c = c with { MaxLength = ml };
+            if (r.GetValue(packing)) c = c with { Packing = true };
+            if (r.GetValue(noEval)) c = c with { EvalTasks = false };
+            if (r.GetValue(lora) || r.GetValue(loraR) is not null || r.GetValue(loraTargets) is { Count: > 0 })
+            {
+                var l = c.Lora ?? new LoraConfig();
+                if (r.GetValue(loraR) is { } rank) l = l with { R = rank };
+                if (r.GetValue(loraAlpha) is { } al) l = l with { LoraAlpha = al };
+                if (r.GetValue(loraDropout) is { } dr) l = l with { LoraDropout = dr };
+                if (r.GetValue(loraTargets) is { Count: > 0 } t) l = l with { TargetModules = t };
+                c = c with { Lora = l };
+            }
+            var dir = r.GetValue(outDir)!;
+            var summary = ui.Train("sft", c.Optim.MaxSteps, p => SftTrainer.Run(c, dir, r.GetValue(resume), ui.Log, p));
+            ui.Summary("sft", summary);
+            ui.Log($"model: {Path.Combine(Path.GetFullPath(dir), "model")}");
+            return 0;
+        });
+        return verb;
     }
 }
 
 public static class EvalCommand
 {
-    public static int Run(string[] args, Ui ui)
+    public static Command Create(Ui ui)
     {
-        var a = new Args(args, new[] { "model", "format", "out", "cache", "device" });
-        var dir = a.Require("model");
-        var format = a.Get("format") ?? "auto";
-        if (format is not ("auto" or "chat" or "raw")) throw new ChatForgeException($"--format must be auto, chat or raw, got '{format}'");
-        var (model, tok, _) = HfCheckpoint.Load(dir, TorchRuntime.ResolveDevice(a.Get("device") ?? "auto"));
-        bool chat = format == "chat" || (format == "auto" && TaskEval.IsChatModel(dir));
-        var suite = DemoSuite.Build(Corpora.OpenOrFetch(a.Get("cache"), ui.Log));
-        ui.Log($"evaluating {dir} ({(chat ? "chat template" : "raw questions")})");
-        var r = TaskEval.Run(model, tok, suite, chat);
-        ui.Summary("eval", r.Metrics.ToDictionary(k => k.Key, k => (object?)k.Value));
-        var json = System.Text.Json.JsonSerializer.Serialize(r.Metrics, new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
-        if (a.Get("out") is { } o) Util.AtomicFile.WriteAllText(o, json);
-        ui.Out.WriteLine(json);
-        ui.Err.Write(new Spectre.Console.Text(r.SamplesText()));
-        return 0;
+        var model = Opt.Text("--model", "the model directory", "DIR", required: true);
+        var format = Opt.Text("--format", "ask under the chat template or as raw questions (default auto: as the model was trained)", "auto|chat|raw");
+        var outFile = Opt.Text("--out", "also write the metrics to this JSON file", "FILE.json");
+        var cache = Opt.Cache();
+        var device = Opt.Device();
+        var verb = new Command("eval", "held-out capitals, spam and word-sentiment accuracy and response-token loss, for any checkpoint") { model, format, outFile, cache, device };
+        verb.SetAction(r =>
+        {
+            var dir = r.GetValue(model)!;
+            var f = r.GetValue(format) ?? "auto";
+            if (f is not ("auto" or "chat" or "raw")) throw new ChatForgeException($"--format must be auto, chat or raw, got '{f}'");
+            var (m, tok, _) = HfCheckpoint.Load(dir, TorchRuntime.ResolveDevice(r.GetValue(device) ?? "auto"));
+            bool chat = f == "chat" || (f == "auto" && TaskEval.IsChatModel(dir));
+            var suite = DemoSuite.Build(Corpora.OpenOrFetch(r.GetValue(cache), ui.Log));
+            ui.Log($"evaluating {dir} ({(chat ? "chat template" : "raw questions")})");
+            var result = TaskEval.Run(m, tok, suite, chat);
+            ui.Summary("eval", result.Metrics.ToDictionary(k => k.Key, k => (object?)k.Value));
+            var json = System.Text.Json.JsonSerializer.Serialize(result.Metrics, new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
+            if (r.GetValue(outFile) is { } o) Util.AtomicFile.WriteAllText(o, json);
+            ui.Out.WriteLine(json);
+            ui.Err.Write(new Spectre.Console.Text(result.SamplesText()));
+            return 0;
+        });
+        return verb;
     }
 }
 
 public static class ChatCommand
 {
-    public static int Run(string[] args, Ui ui, TextReader input)
+    public static Command Create(Ui ui, TextReader input)
     {
-        var a = new Args(args, new[] { "model", "prompt", "system", "max-new-tokens", "temperature", "top-k", "top-p", "seed", "device" });
-        var o = new SamplingOptions
+        var model = Opt.Text("--model", "the model directory", "DIR", required: true);
+        var prompt = Opt.Text("--prompt", "answer this once and exit (default: a conversation on stdin)", "TEXT");
+        var system = Opt.Text("--system", "the system message", "TEXT");
+        var maxNewTokens = Opt.Int("--max-new-tokens", "tokens per answer (default 64)");
+        var temperature = Opt.Number("--temperature", "sampling temperature; 0 is greedy (default 0.7)", "T");
+        var topK = Opt.Int("--top-k", "sample among the K likeliest tokens (default 40)", "K");
+        var topP = Opt.Number("--top-p", "nucleus sampling threshold (default 0.95)", "P");
+        var seed = Opt.Long("--seed", "sampling seed", "S");
+        var device = Opt.Device();
+        var verb = new Command("chat", "multi-turn chat (streams; /reset, /system TEXT, /exit)") { model, prompt, system, maxNewTokens, temperature, topK, topP, seed, device };
+        verb.SetAction(r =>
         {
-            MaxNewTokens = a.Int("max-new-tokens") ?? 64,
-            Temperature = a.Double("temperature") ?? 0.7,
-            TopK = a.Int("top-k") ?? 40,
-            TopP = a.Double("top-p") ?? 0.95,
-            Seed = a.Long("seed"),
-        };
-        o.Validate();
-        var (model, tok, _) = HfCheckpoint.Load(a.Require("model"), TorchRuntime.ResolveDevice(a.Get("device") ?? "auto"));
-        var session = new ChatSession(model, tok, o) { System = a.Get("system") };
-        if (a.Get("prompt") is { } single)
-        {
-            foreach (var piece in session.Ask(single)) ui.Out.Write(piece);
-            ui.Out.WriteLine();
-            return 0;
-        }
-        ui.Log("chat: /reset clears the conversation, /system TEXT sets the system message, /exit quits");
-        while (true)
-        {
-            ui.Out.Write("> ");
-            ui.Out.Flush();
-            var line = input.ReadLine();
-            if (line is null || line.Trim() == "/exit") return 0;
-            if (line.Trim() == "/reset") { session.Reset(); ui.Log("(conversation cleared)"); continue; }
-            if (line.StartsWith("/system", StringComparison.Ordinal)) { session.System = line[7..].Trim() is { Length: > 0 } s ? s : null; session.Reset(); ui.Log("(system message set; conversation cleared)"); continue; }
-            if (line.StartsWith('/')) { ui.Log($"unknown command {line.Split(' ')[0]} (/reset, /system TEXT, /exit)"); continue; }
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            int before = session.DroppedMessages;
-            foreach (var piece in session.Ask(line)) { ui.Out.Write(piece); ui.Out.Flush(); }
-            ui.Out.WriteLine();
-            if (session.DroppedMessages > before) ui.Log($"(dropped the {session.DroppedMessages - before} oldest messages to fit the context)");
-        }
+            var o = new SamplingOptions
+            {
+                MaxNewTokens = r.GetValue(maxNewTokens) ?? 64,
+                Temperature = r.GetValue(temperature) ?? 0.7,
+                TopK = r.GetValue(topK) ?? 40,
+                TopP = r.GetValue(topP) ?? 0.95,
+                Seed = r.GetValue(seed),
+            };
+            o.Validate();
+            var (m, tok, _) = HfCheckpoint.Load(r.GetValue(model)!, TorchRuntime.ResolveDevice(r.GetValue(device) ?? "auto"));
+            var session = new ChatSession(m, tok, o) { System = r.GetValue(system) };
+            if (r.GetValue(prompt) is { } single)
+            {
+                foreach (var piece in session.Ask(single)) ui.Out.Write(piece);
+                ui.Out.WriteLine();
+                return 0;
+            }
+            ui.Log("chat: /reset clears the conversation, /system TEXT sets the system message, /exit quits");
+            while (true)
+            {
+                ui.Out.Write("> ");
+                ui.Out.Flush();
+                var line = input.ReadLine();
+                if (line is null || line.Trim() == "/exit") return 0;
+                if (line.Trim() == "/reset") { session.Reset(); ui.Log("(conversation cleared)"); continue; }
+                if (line.StartsWith("/system", StringComparison.Ordinal)) { session.System = line[7..].Trim() is { Length: > 0 } s ? s : null; session.Reset(); ui.Log("(system message set; conversation cleared)"); continue; }
+                if (line.StartsWith('/')) { ui.Log($"unknown command {line.Split(' ')[0]} (/reset, /system TEXT, /exit)"); continue; }
+                if (string.IsNullOrWhiteSpace(line)) continue;
+                int before = session.DroppedMessages;
+                foreach (var piece in session.Ask(line)) { ui.Out.Write(piece); ui.Out.Flush(); }
+                ui.Out.WriteLine();
+                if (session.DroppedMessages > before) ui.Log($"(dropped the {session.DroppedMessages - before} oldest messages to fit the context)");
+            }
+        });
+        return verb;
     }
 }
 
 public static class SelfInstructCommand
 {
-    public static int Run(string[] args, Ui ui)
+    public static Command Create(Ui ui)
     {
-        var a = new Args(args, new[] { "model", "seeds", "n", "out", "seed", "rouge", "cache", "device" });
-        var (model, tok, _) = HfCheckpoint.Load(a.Require("model"), TorchRuntime.ResolveDevice(a.Get("device") ?? "auto"));
-        var seeds = a.Get("seeds") is { } s ? SftData.Load(s)
-            : DemoSuite.Build(Corpora.OpenOrFetch(a.Get("cache"), ui.Log)).Train.Where(e => e.Messages is { Count: 2 })
-                .GroupBy(e => e.Source).SelectMany(g => g.Take(4)).ToList();
-        var (kept, report) = SelfInstruct.Run(new TextGenerator(model, tok), tok, seeds, a.Int("n") ?? 64, a.Long("seed") ?? 1, a.Double("rouge") ?? 0.7);
-        var outPath = a.Require("out");
-        SftData.Write(outPath, kept);
-        ui.Log($"self-instruct: generated {report.Generated}, kept {report.Kept}, dropped " +
-               string.Join(", ", report.Dropped.Select(kv => $"{kv.Value} {kv.Key}")) + $" → {outPath}");
-        ui.Out.WriteLine(report.Kept.ToString(CultureInfo.InvariantCulture));
-        return 0;
+        var model = Opt.Text("--model", "the model that writes the instructions", "DIR", required: true);
+        var seeds = Opt.Text("--seeds", "seed instructions JSONL (default: a few of each demo task)", "FILE");
+        var n = Opt.Int("--n", "instructions to generate (default 64)");
+        var outFile = Opt.Out("the kept instructions JSONL", "FILE.jsonl");
+        var seed = Opt.Long("--seed", "sampling seed (default 1)", "S");
+        var rouge = Opt.Number("--rouge", "drop an instruction whose ROUGE-L to one already kept (or a seed) reaches this (default 0.7)", "R");
+        var cache = Opt.Cache();
+        var device = Opt.Device();
+        var verb = new Command("selfinstruct", "synthetic instructions; says how many it kept and why it dropped the rest") { model, seeds, n, outFile, seed, rouge, cache, device };
+        verb.SetAction(r =>
+        {
+            var (m, tok, _) = HfCheckpoint.Load(r.GetValue(model)!, TorchRuntime.ResolveDevice(r.GetValue(device) ?? "auto"));
+            var seedExamples = r.GetValue(seeds) is { } s ? SftData.Load(s)
+                : DemoSuite.Build(Corpora.OpenOrFetch(r.GetValue(cache), ui.Log)).Train.Where(e => e.Messages is { Count: 2 })
+                    .GroupBy(e => e.Source).SelectMany(g => g.Take(4)).ToList();
+            var (kept, report) = SelfInstruct.Run(new TextGenerator(m, tok), tok, seedExamples, r.GetValue(n) ?? 64, r.GetValue(seed) ?? 1, r.GetValue(rouge) ?? 0.7);
+            var outPath = r.GetValue(outFile)!;
+            SftData.Write(outPath, kept);
+            ui.Log($"self-instruct: generated {report.Generated}, kept {report.Kept}, dropped " +
+                   string.Join(", ", report.Dropped.Select(kv => $"{kv.Value} {kv.Key}")) + $" → {outPath}");
+            ui.Out.WriteLine(report.Kept.ToString(CultureInfo.InvariantCulture));
+            return 0;
+        });
+        return verb;
     }
 }

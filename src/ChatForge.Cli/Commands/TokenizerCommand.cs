@@ -1,3 +1,4 @@
+using System.CommandLine;
 using ChatForge.Data;
 using ChatForge.Tokenization;
 using ChatForge.Training;
@@ -6,32 +7,40 @@ namespace ChatForge.Cli.Commands;
 
 public static class TokenizerCommand
 {
-    public static int Run(string[] args, Ui ui)
+    public static Command Create(Ui ui)
     {
-        if (args.Length == 0 || args[0] != "train")
-            throw new ChatForgeException("usage: chatforge tokenizer train --kind byte|bpe|gpt2 [--vocab-size N] --out DIR [--data FILE...]");
-        var a = new Args(args[1..], new[] { "kind", "vocab-size", "out", "cache", "seed" }, multi: new[] { "data" });
-        var kind = a.Require("kind");
-        var outDir = a.Require("out");
-        ITokenizer tok;
-        if (kind == "bpe")
+        var kind = Opt.Text("--kind", "byte (one id per byte), bpe (trained on --data) or gpt2 (GPT-2's vocabulary)", "byte|bpe|gpt2", required: true);
+        var vocabSize = Opt.Int("--vocab-size", "ids of a trained BPE, special tokens included (default 2048)");
+        var outDir = Opt.Out("the tokenizer directory");
+        var data = Opt.List("--data", "training text for bpe (default: the demo corpora)");
+        var cache = Opt.Cache();
+        var seed = Opt.Long("--seed", "seed of the train/validation split (default: pretraining's)", "S");
+        var train = new Command("train", "train a byte-level BPE (or write the byte / GPT-2 tokenizer)") { kind, vocabSize, outDir, data, cache, seed };
+        train.SetAction(r =>
         {
-            var paths = a.All("data").Count > 0 ? a.All("data") : Pretrainer.DemoCorpus(a.Get("cache"));
-            var docs = TextCorpus.Load(paths);
-            // Train on the training split only, so validation text stays unseen (same split as pretrain with this seed).
-            var (train, _) = TextCorpus.Split(docs, new PretrainConfig().ValFraction, a.Long("seed") ?? new PretrainConfig().Seed);
-            int vocab = a.Int("vocab-size") ?? 2048;
-            ui.Log($"training a {vocab}-id byte-level BPE on {train.Count} documents");
-            tok = BpeTrainer.Train(train.Select(d => d.Text), vocab, outDir);
-        }
-        else
-        {
-            if (a.Get("vocab-size") is not null) throw new ChatForgeException($"--vocab-size applies to --kind bpe only");
-            tok = TokenizerFiles.Create(kind);
-            tok.Save(outDir);
-        }
-        ui.Log($"{tok.Kind} tokenizer, {tok.VocabSize} ids, saved to {outDir}");
-        ui.Out.WriteLine(Path.GetFullPath(outDir));
-        return 0;
+            var k = r.GetValue(kind)!;
+            var dir = r.GetValue(outDir)!;
+            ITokenizer tok;
+            if (k == "bpe")
+            {
+                var paths = r.GetValue(data) is { Count: > 0 } d ? d : Pretrainer.DemoCorpus(r.GetValue(cache));
+                var docs = TextCorpus.Load(paths);
+                // Train on the training split only, so validation text stays unseen (same split as pretrain with this seed).
+                var (trainDocs, _) = TextCorpus.Split(docs, new PretrainConfig().ValFraction, r.GetValue(seed) ?? new PretrainConfig().Seed);
+                int vocab = r.GetValue(vocabSize) ?? 2048;
+                ui.Log($"training a {vocab}-id byte-level BPE on {trainDocs.Count} documents");
+                tok = BpeTrainer.Train(trainDocs.Select(d => d.Text), vocab, dir);
+            }
+            else
+            {
+                if (r.GetValue(vocabSize) is not null) throw new ChatForgeException($"--vocab-size applies to --kind bpe only");
+                tok = TokenizerFiles.Create(k);
+                tok.Save(dir);
+            }
+            ui.Log($"{tok.Kind} tokenizer, {tok.VocabSize} ids, saved to {dir}");
+            ui.Out.WriteLine(Path.GetFullPath(dir));
+            return 0;
+        });
+        return new Command("tokenizer", "tokenizers") { train };
     }
 }

@@ -31,13 +31,8 @@ public sealed record FrontierConfig
 /// pipeline directory; a stage whose summary.json exists is complete and skipped, so a killed pipeline
 /// continues where it stopped (a stage in progress resumes from its own checkpoint).
 /// </summary>
-public sealed record PipelineConfig
+public sealed record PipelineConfig : RunOptions
 {
-    public string? Cache { get; init; }
-    public long Seed { get; init; } = 1337;
-    public bool Deterministic { get; init; }
-    public string Device { get; init; } = "auto";
-    public int? Threads { get; init; }
     public PretrainConfig Pretrain { get; init; } = PretrainConfig.Demo with
     {
         Optim = PretrainConfig.Demo.Optim with { MaxSteps = 850, EvalInterval = 250, CheckpointInterval = 250 },

@@ -13,14 +13,13 @@ using static TorchSharp.torch;
 namespace ChatForge.Training;
 
 /// <summary>Direct Preference Optimization: the policy learns from preference pairs directly, no reward model.</summary>
-public sealed record DpoConfig
+public sealed record DpoConfig : RunOptions
 {
     /// <summary>The SFT model: the policy starts here and the frozen reference is a copy.</summary>
     public string Model { get; init; } = "";
     /// <summary>Pairs or rankings JSONL (rankings are expanded to all their pairs); empty means: collect sentiment rankings from the SFT model.</summary>
     public List<string> Data { get; init; } = new();
     public CollectConfig Collect { get; init; } = new();
-    public string? Cache { get; init; }
     /// <summary>β: higher means less deviation from the reference model.</summary>
     public double Beta { get; init; } = 0.1;
     /// <summary>"sigmoid" (the DPO paper's loss) or "ipo".</summary>
@@ -37,10 +36,6 @@ public sealed record DpoConfig
         MaxSteps = 150, BatchSize = 16, LearningRate = 1e-4, MinLr = 1e-5, WarmupSteps = 10,
         EvalInterval = 50, CheckpointInterval = 50, LogInterval = 10, WeightDecay = 0.0,
     };
-    public long Seed { get; init; } = 1337;
-    public bool Deterministic { get; init; }
-    public string Device { get; init; } = "auto";
-    public int? Threads { get; init; }
 
     public void Validate(string source)
     {

@@ -1,4 +1,6 @@
 using ChatForge.Labeling;
+using ChatForge.Util;
+
 namespace ChatForge.Training;
 
 /// <summary>Adaptive KL controller (Ziegler et al. 2019): β ← β·(1 + clip((KL − target)/target, ±0.2)·n/horizon).</summary>
@@ -10,7 +12,7 @@ public sealed record AdaptiveKlConfig
 }
 
 /// <summary>RLHF with PPO (InstructGPT): reward − β·KL to the SFT model, plus γ·pretraining log-likelihood (PPO-ptx).</summary>
-public sealed record PpoConfig
+public sealed record PpoConfig : RunOptions
 {
     /// <summary>The SFT model: the policy starts here and the frozen reference is a copy.</summary>
     public string Model { get; init; } = "";
@@ -20,7 +22,6 @@ public sealed record PpoConfig
     public List<string> Prompts { get; init; } = new();
     /// <summary>Prompts are user messages under the chat template (true) or plain text the response continues (false).</summary>
     public bool Chat { get; init; }
-    public string? Cache { get; init; }
     /// <summary>PPO iterations (rollout + update) per round.</summary>
     public int Iterations { get; init; } = 60;
     /// <summary>Prompts per rollout.</summary>
@@ -64,10 +65,6 @@ public sealed record PpoConfig
     public int EvalInterval { get; init; } = 20;
     public int EvalPrompts { get; init; } = 64;
     public int CheckpointInterval { get; init; } = 20;
-    public long Seed { get; init; } = 1337;
-    public bool Deterministic { get; init; }
-    public string Device { get; init; } = "auto";
-    public int? Threads { get; init; }
 
     public void Validate(string source)
     {

@@ -26,14 +26,12 @@ public sealed record TokenizerSpec
 }
 
 /// <summary>Pretraining: next-token prediction on raw text.</summary>
-public sealed record PretrainConfig
+public sealed record PretrainConfig : RunOptions
 {
     public ModelSpec Model { get; init; } = new();
     public TokenizerSpec Tokenizer { get; init; } = new();
     /// <summary>.txt files or {"text"} JSONL; empty means the demo corpora (Moby-Dick + State of the Union).</summary>
     public List<string> Data { get; init; } = new();
-    /// <summary>Data cache for the demo corpora (null: the default cache).</summary>
-    public string? Cache { get; init; }
     /// <summary>
     /// With the demo corpora: how many times the statement-form capital facts ("Austin is the capital of
     /// Texas.", six phrasings per state) are added to the training split (0: none).
@@ -44,12 +42,6 @@ public sealed record PretrainConfig
     public OptimConfig Optim { get; init; } = new();
     /// <summary>Validation batches per evaluation (fixed windows, the same every time).</summary>
     public int EvalBatches { get; init; } = 20;
-    public long Seed { get; init; } = 1337;
-    /// <summary>Bit-identical runs (one intra-op thread).</summary>
-    public bool Deterministic { get; init; }
-    public string Device { get; init; } = "auto";
-    /// <summary>Intra-op threads (null: one per core).</summary>
-    public int? Threads { get; init; }
     /// <summary>Prompts sampled from the final model (printed and saved in samples.txt).</summary>
     public List<string> SamplePrompts { get; init; } = new() { "Call me", "The State of the Union", "The whale" };
     public int SampleTokens { get; init; } = 60;

@@ -14,14 +14,13 @@ using static TorchSharp.torch;
 namespace ChatForge.Training;
 
 /// <summary>Reward-model training on human (here: oracle-labeler) rankings.</summary>
-public sealed record RewardConfig
+public sealed record RewardConfig : RunOptions
 {
     /// <summary>The SFT model whose backbone initialises the reward model.</summary>
     public string Model { get; init; } = "";
     /// <summary>Rankings or pairs JSONL; empty means: collect rankings from the SFT model with <see cref="Collect"/>.</summary>
     public List<string> Data { get; init; } = new();
     public CollectConfig Collect { get; init; } = new() { Prompts = 4000 };
-    public string? Cache { get; init; }
     /// <summary>Fraction of prompts held out for accuracy and loss.</summary>
     public double ValFraction { get; init; } = 0.1;
     /// <summary>Optional margin m in −log σ(r_w − r_l − m).</summary>
@@ -32,10 +31,6 @@ public sealed record RewardConfig
         MaxSteps = 300, BatchSize = 16, LearningRate = 3e-4, MinLr = 3e-5, WarmupSteps = 20,
         EvalInterval = 25, CheckpointInterval = 50, LogInterval = 10, WeightDecay = 0.0,
     };
-    public long Seed { get; init; } = 1337;
-    public bool Deterministic { get; init; }
-    public string Device { get; init; } = "auto";
-    public int? Threads { get; init; }
 
     public void Validate(string source)
     {

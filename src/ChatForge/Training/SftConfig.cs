@@ -1,9 +1,10 @@
 using ChatForge.Modeling;
+using ChatForge.Util;
 
 namespace ChatForge.Training;
 
 /// <summary>Instruction tuning (SFT): cross-entropy on the assistant's tokens only.</summary>
-public sealed record SftConfig
+public sealed record SftConfig : RunOptions
 {
     /// <summary>The pretrained model directory to start from.</summary>
     public string Model { get; init; } = "";
@@ -11,13 +12,17 @@ public sealed record SftConfig
     public List<string> Data { get; init; } = new();
     /// <summary>Held-out data for the validation loss; empty means a 5% split of the data.</summary>
     public List<string> ValData { get; init; } = new();
-    public string? Cache { get; init; }
     /// <summary>Sequence length; null means the model's context. Longer records are truncated (README: the rule).</summary>
     public int? MaxLength { get; init; }
     /// <summary>Pack several examples into each row (block-diagonal attention, positions restart per example).</summary>
     public bool Packing { get; init; } = true;
     /// <summary>LoRA instead of full fine-tuning (null: full).</summary>
     public LoraConfig? Lora { get; init; }
+    /// <summary>
+    /// With LoRA, training runs at <c>optim.learning_rate</c> and <c>optim.min_lr</c> times this: the adapters'
+    /// few parameters (B starts at zero) want larger steps than full fine-tuning (1: the rates as given).
+    /// </summary>
+    public double LoraLrMultiplier { get; init; } = 4;
     public OptimConfig Optim { get; init; } = new()
     {
         MaxSteps = 300, BatchSize = 16, LearningRate = 5e-4, MinLr = 5e-5, WarmupSteps = 20,
@@ -27,19 +32,20 @@ public sealed record SftConfig
     public int EvalExamples { get; init; } = 256;
     /// <summary>Run the task evaluation (capitals, spam, sentiment) on the final model.</summary>
     public bool EvalTasks { get; init; } = true;
-    public long Seed { get; init; } = 1337;
-    public bool Deterministic { get; init; }
-    public string Device { get; init; } = "auto";
-    public int? Threads { get; init; }
 
     public void Validate(string source)
     {
         if (string.IsNullOrEmpty(Model)) throw new ChatForgeException($"{source}: 'model' (the pretrained model directory, --model) is required");
         if (MaxLength is < 8) throw new ChatForgeException($"{source}: 'max_length' = {MaxLength} is out of range (≥ 8)");
         if (EvalExamples < 1) throw new ChatForgeException($"{source}: 'eval_examples' = {EvalExamples} is out of range (≥ 1)");
+        if (LoraLrMultiplier <= 0) throw new ChatForgeException($"{source}: 'lora_lr_multiplier' = {LoraLrMultiplier} is out of range (> 0)");
         Lora?.Validate(source);
         Optim.Validate(source);
     }
+
+    /// <summary>The optimizer settings training runs with: <see cref="Optim"/>, its rates times <see cref="LoraLrMultiplier"/> under LoRA.</summary>
+    public OptimConfig TrainingOptim() =>
+        Lora is null ? Optim : Optim with { LearningRate = Optim.LearningRate * LoraLrMultiplier, MinLr = Optim.MinLr * LoraLrMultiplier };
 
     public static SftConfig Demo => new();
 

@@ -133,7 +133,7 @@ public sealed class SftTrainer : ITrainable
                     $"{rows.Count} rows{(c.Packing ? $" packed from {encTrain.Count} examples" : "")}, {encTrain.Sum(e => e.Train.Count(t => t))} response tokens");
 
         var trainer = new SftTrainer(c, model, tok, rows, encVal);
-        var final = TrainingLoop.Run(trainer, c.Optim, run, resuming, progress, cancel);
+        var final = TrainingLoop.Run(trainer, c.TrainingOptim(), run, resuming, progress, cancel);
         if (c.Lora is not null) PeftAdapter.Save(Path.Combine(run.Root, "adapter"), model, c.Lora, c.Model);
         Plots.LossCurve(run.MetricsPath, run.Path_("loss.png"), "SFT loss (response tokens)");
 

@@ -1,4 +1,5 @@
 using ChatForge.Tests.Support;
+using ChatForge.Training;
 using Xunit;
 
 namespace ChatForge.Tests.Cli;
@@ -15,6 +16,12 @@ public class SftCliTests
         var sft = CliRunner.Run("sft", "--preset", "tiny", "--model", d["pre/model"], "--cache", cache, "--out", d["sft"], "--max-steps", "4", "--lora");
         Assert.True(sft.Code == 0, sft.Err);
         Assert.True(File.Exists(d["sft/adapter/adapter_model.safetensors"]));
+        // LoRA trains at lora_lr_multiplier (4) × the configured rate; config.json keeps the configured rate.
+        var config = System.Text.Json.JsonDocument.Parse(File.ReadAllText(d["sft/config.json"])).RootElement;
+        Assert.Equal(4, config.GetProperty("lora_lr_multiplier").GetDouble());
+        var tiny = SftConfig.Tiny.Optim;
+        Assert.Equal(tiny.LearningRate, config.GetProperty("optim").GetProperty("learning_rate").GetDouble());
+        Assert.Equal(4 * tiny.LearningRate / (tiny.WarmupSteps + 1), MetricsLog.Read(d["sft/metrics.jsonl"])[0]["lr"], 12); // step 1 of the warm-up
         var ev = CliRunner.Run("eval", "--model", d["sft/model"], "--cache", cache, "--out", d["eval.json"]);
         Assert.True(ev.Code == 0, ev.Err);
         var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(d["eval.json"])).RootElement;
@@ -48,5 +55,16 @@ public class SftCliTests
         Assert.Equal(1, r.Code);
         Assert.StartsWith("error: ", r.Err);
         Assert.Contains("bad.jsonl:2", r.Err);
+    }
+
+    [Fact]
+    public void A_lora_learning_rate_multiplier_out_of_range_is_a_one_line_error_naming_the_key()
+    {
+        using var d = new TempDir();
+        var cfg = d.Write("cfg.json", """{"lora_lr_multiplier": 0}""");
+        var r = CliRunner.Run("sft", "--preset", "tiny", "--config", cfg, "--model", TinyBase.Create(d["base"]), "--lora", "--out", d["run"]);
+        Assert.Equal(1, r.Code);
+        Assert.StartsWith("error: ", r.Err);
+        Assert.Contains("'lora_lr_multiplier' = 0", r.Err);
     }
 }
