@@ -40,18 +40,30 @@ public static class Losses
     /// InstructGPT's reward-model loss for K-wise rankings: for each prompt,
     /// −(1/#pairs) Σ_{rank_i better than rank_j} log σ(r_i − r_j − margin), then the mean over prompts.
     /// Every response is scored once; all pairs come from those K scores. #pairs is C(K,2) without
-    /// ties; tied pairs are skipped. Unused slots (prompts with fewer responses) have rank 0.
+    /// ties; tied pairs are skipped, and a prompt whose responses all tie has no pairs and does not
+    /// count in the mean. Unused slots (prompts with fewer responses) have rank 0.
     /// </summary>
     /// <param name="scores">(P, K) rewards</param>
     /// <param name="ranks">(P, K) int64 ranks, 1 = best, 0 = no response in this slot</param>
     public static Tensor RankingLoss(Tensor scores, Tensor ranks, double margin = 0.0)
     {
+        var (sum, prompts) = RankingLossSum(scores, ranks, margin);
+        return sum / prompts.clamp_min(1);
+    }
+
+    /// <summary>
+    /// The parts of <see cref="RankingLoss"/>: the sum over prompts of each prompt's mean pair loss, and the
+    /// number of prompts with at least one pair (for exact means over micro-batches).
+    /// </summary>
+    public static (Tensor Sum, Tensor Prompts) RankingLossSum(Tensor scores, Tensor ranks, double margin = 0.0)
+    {
         var ri = ranks.unsqueeze(2); var rj = ranks.unsqueeze(1);                 // (P, K, 1), (P, 1, K)
         var better = ri.lt(rj) & ri.gt(0) & rj.gt(0);                             // pair (i, j): i strictly better
         var diff = scores.unsqueeze(2) - scores.unsqueeze(1) - margin;           // r_i − r_j − m
         var pairLoss = -F.logsigmoid(diff) * better.to(scores.dtype);
-        var pairsPerPrompt = better.sum(new long[] { 1, 2 }).to(scores.dtype).clamp_min(1);
-        return (pairLoss.sum(new long[] { 1, 2 }) / pairsPerPrompt).mean();
+        var pairsPerPrompt = better.sum(new long[] { 1, 2 }).to(scores.dtype);   // (P)
+        var perPrompt = pairLoss.sum(new long[] { 1, 2 }) / pairsPerPrompt.clamp_min(1);
+        return (perPrompt.sum(), pairsPerPrompt.gt(0).sum().to(scores.dtype));
     }
 
     /// <summary>Fraction of ranked pairs (ties skipped) whose scores are in the ranking's order.</summary>

@@ -110,14 +110,15 @@ public sealed class RewardTrainer : ITrainable
     /// <summary>Held-out loss, accuracy against the labeler's rankings, and against the noiseless oracle (when its scores are known).</summary>
     public static Dictionary<string, double> Evaluate(RewardModel rm, ITokenizer tok, IReadOnlyList<Ranking> val, int batch, double margin = 0)
     {
-        double loss = 0, right = 0, pairs = 0, oRight = 0, oPairs = 0; int groups = 0;
+        double loss = 0, right = 0, pairs = 0, oRight = 0, oPairs = 0, groups = 0;
         for (int i = 0; i < val.Count; i += batch)
         {
             using var scope = NewDisposeScope();
             var group = val.Skip(i).Take(batch).ToList();
             var (scores, ranks) = Score(rm, tok, group);
-            loss += Losses.RankingLoss(scores, ranks, margin).item<float>() * group.Count;
-            groups += group.Count;
+            var (sum, counted) = Losses.RankingLossSum(scores, ranks, margin);   // prompts whose responses all tie do not count
+            loss += sum.item<float>();
+            groups += counted.item<float>();
             var (r, p) = Losses.PairwiseAccuracy(scores, ranks);
             right += r; pairs += p;
             var s = scores.cpu().data<float>().ToArray();
