@@ -69,7 +69,11 @@ public sealed record DpoConfig
 /// </summary>
 public sealed class DpoTrainer : ITrainable
 {
-    sealed record EncodedPair(int[] Chosen, int ChosenStart, int[] Rejected, int RejectedStart, float RefChosen, float RefRejected);
+    sealed record EncodedPair(int[] Chosen, int ChosenStart, int[] Rejected, int RejectedStart, float RefChosen, float RefRejected)
+    {
+        public int ChosenTokens => ResponseTokens(Chosen, ChosenStart);
+        public int RejectedTokens => ResponseTokens(Rejected, RejectedStart);
+    }
 
     readonly DpoConfig _c;
     readonly Gpt _policy, _ref;
@@ -110,6 +114,9 @@ public sealed class DpoTrainer : ITrainable
         return Losses.TokenLogProbs(logits, tensor(y, new long[] { b, t }, device: device)).sum(1);
     }
 
+    /// <summary>The number of response tokens <see cref="SequenceLogps"/> sums over (at least 1).</summary>
+    public static int ResponseTokens(int[] ids, int start) => Math.Max(1, ids.Length - Math.Max(start, 1));
+
     (Tensor Loss, Dictionary<string, double> Metrics) Batch(IReadOnlyList<EncodedPair> pairs)
     {
         var seqs = pairs.Select(p => (p.Chosen, p.ChosenStart)).Concat(pairs.Select(p => (p.Rejected, p.RejectedStart))).ToList();
@@ -119,7 +126,16 @@ public sealed class DpoTrainer : ITrainable
         var device = all.device;
         var rc = tensor(pairs.Select(p => p.RefChosen).ToArray(), device: device);
         var rr = tensor(pairs.Select(p => p.RefRejected).ToArray(), device: device);
-        var loss = Losses.Dpo(pc, pr, rc, rr, _c.Beta, _c.LabelSmoothing, _c.LossType == "ipo");
+        Tensor loss;
+        if (_c.LossType == "ipo")
+        {
+            var nc = tensor(pairs.Select(p => (float)p.ChosenTokens).ToArray(), device: device);
+            var nr = tensor(pairs.Select(p => (float)p.RejectedTokens).ToArray(), device: device);
+            loss = Losses.Ipo(pc, pr, rc, rr, nc, nr, _c.Beta);
+            // As TRL: IPO's log-probabilities and implicit rewards are reported on the per-token means it compares.
+            (pc, pr, rc, rr) = (pc / nc, pr / nr, rc / nc, rr / nr);
+        }
+        else loss = Losses.Dpo(pc, pr, rc, rr, _c.Beta, _c.LabelSmoothing);
         var (chosen, rejected) = Losses.DpoRewards(pc.detach(), pr.detach(), rc, rr, _c.Beta);
         return (loss, new Dictionary<string, double>
         {

@@ -155,16 +155,32 @@ public static class Losses
 
     /// <summary>
     /// Direct Preference Optimization. With h = (log π(y_w|x) − log π_ref(y_w|x)) − (log π(y_l|x) − log π_ref(y_l|x)):
-    /// sigmoid loss −(1−ε)·log σ(β·h) − ε·log σ(−β·h) (ε = label smoothing, conservative DPO; ε = 0 is the
-    /// paper's loss), or IPO's (h − 1/(2β))². Inputs are per-pair sequence log-probabilities (sums over
-    /// response tokens); the result is the mean over pairs.
+    /// −(1−ε)·log σ(β·h) − ε·log σ(−β·h) (ε = label smoothing, conservative DPO; ε = 0 is the paper's loss).
+    /// Inputs are per-pair sequence log-probabilities (sums over response tokens); the result is the mean over pairs.
     /// </summary>
     public static Tensor Dpo(Tensor policyChosen, Tensor policyRejected, Tensor refChosen, Tensor refRejected, double beta,
-                             double labelSmoothing = 0.0, bool ipo = false)
+                             double labelSmoothing = 0.0)
     {
         var h = (policyChosen - refChosen) - (policyRejected - refRejected);
-        if (ipo) return (h - 1.0 / (2 * beta)).pow(2).mean();
         return (-(1 - labelSmoothing) * F.logsigmoid(beta * h) - labelSmoothing * F.logsigmoid(-beta * h)).mean();
+    }
+
+    /// <summary>
+    /// IPO (Azar et al. 2023, "A General Theoretical Paradigm to Understand Learning from Human Preferences",
+    /// eq. 17): (h − 1/(2τ))², the mean over pairs, with h DPO's difference of log-ratios taken over per-token
+    /// MEAN log-probabilities: each sequence log-probability (a sum over response tokens) is divided by its
+    /// number of response tokens, for policy and reference alike. The paper writes h with sequence
+    /// log-likelihoods; TRL's DPOTrainer averages them for loss_type="ipo", and so do we: a difference of sums
+    /// grows with the responses' length while the target 1/(2τ) does not, so with sums the strength of the
+    /// regularisation would depend on how long the responses are.
+    /// </summary>
+    /// <param name="chosenTokens">(B) response-token counts of the chosen responses (float)</param>
+    /// <param name="rejectedTokens">(B) response-token counts of the rejected responses (float)</param>
+    public static Tensor Ipo(Tensor policyChosen, Tensor policyRejected, Tensor refChosen, Tensor refRejected,
+                             Tensor chosenTokens, Tensor rejectedTokens, double tau)
+    {
+        var h = (policyChosen - refChosen) / chosenTokens - (policyRejected - refRejected) / rejectedTokens;
+        return (h - 1.0 / (2 * tau)).pow(2).mean();
     }
 
     /// <summary>DPO's implicit rewards β·(log π − log π_ref) of chosen and rejected responses.</summary>
