@@ -180,6 +180,16 @@ public sealed class DpoTrainer : ITrainable
         ["chatforge"] = new System.Text.Json.Nodes.JsonObject { ["stage"] = "dpo", ["base_model"] = _c.Model, ["beta"] = _c.Beta, ["loss_type"] = _c.LossType },
     });
 
+    /// <summary>
+    /// Train and held-out pairs, split by prompt (a hash of the prompt with the seed): all pairs of a prompt
+    /// (a K-wise ranking gives C(K,2)) sit on one side, so the held-out loss is measured on unseen prompts.
+    /// </summary>
+    public static (List<PreferencePair> Train, List<PreferencePair> Val) Split(IReadOnlyList<PreferencePair> pairs, long seed, double valFraction)
+    {
+        bool Held(PreferencePair p) => DemoTasks.Unit(seed, "dpo:" + p.Prompt) < valFraction;
+        return (pairs.Where(p => !Held(p)).ToList(), pairs.Where(Held).ToList());
+    }
+
     public static Dictionary<string, object?> Run(DpoConfig c, string outDir, bool resume, Action<string>? log = null,
         Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
@@ -203,9 +213,9 @@ public sealed class DpoTrainer : ITrainable
             Preferences.WriteRankings(collected, rankings);
         }
         var pairs = rankings.SelectMany(Preferences.ToPairs).ToList();
-        var val = pairs.Where(p => DemoTasks.Unit(c.Seed, "dpo:" + p.Prompt + p.Chosen + p.Rejected) < c.ValFraction).ToList();
-        var train = pairs.Except(val).ToList();
-        if (train.Count == 0 || val.Count == 0) throw new ChatForgeException($"need preference pairs on both sides of the {c.ValFraction} split (got {pairs.Count})");
+        var (train, val) = Split(pairs, c.Seed, c.ValFraction);
+        if (train.Count == 0 || val.Count == 0)
+            throw new ChatForgeException($"need preference pairs on both sides of the {c.ValFraction} split by prompt (got {pairs.Count} pairs of {pairs.Select(p => p.Prompt).Distinct().Count()} prompts)");
 
         // Reference log-probabilities: computed once, cached in the run directory.
         int ctx = policy.Config.NPositions;

@@ -1,0 +1,54 @@
+using ChatForge.Checkpoints;
+using ChatForge.Data;
+using ChatForge.Modeling;
+using ChatForge.Tests.Support;
+using ChatForge.Tokenization;
+using ChatForge.Training;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace ChatForge.Tests.Dpo;
+
+public class DpoTrainerTests
+{
+    static List<Ranking> Rankings(int prompts, string tag = "") => Enumerable.Range(0, prompts).Select(i => new Ranking($"Item {i}:", false,
+        new[] { " good good" + tag, $" so-so {i}", " bad bad bad" }, new[] { 1, 2, 3 })).ToList();
+
+    static DpoConfig Config(string model, string data, int steps) => DpoConfig.Tiny with
+    {
+        Model = model, Data = new() { data }, Deterministic = true, ValFraction = 0.25, EvalPrompts = 0,
+        Optim = DpoConfig.Tiny.Optim with { MaxSteps = steps, LogInterval = 1, EvalInterval = 0, CheckpointInterval = 0 },
+    };
+
+    /// <summary>Asserts that the run's cached reference log-probabilities are <paramref name="model"/>'s on <paramref name="rankings"/>.</summary>
+    static void AssertCacheIsFresh(string runDir, string model, IEnumerable<Ranking> rankings)
+    {
+        var cached = SafeTensors.Load(Path.Combine(runDir, "reference_logps.safetensors"));
+        var pairs = rankings.SelectMany(Preferences.ToPairs).ToList();
+        Assert.Equal(pairs.Count, (int)cached["chosen"].shape[0]);
+        var (gpt, tok, _) = HfCheckpoint.Load(model);
+        using var _ = no_grad();
+        float One(string response, PreferencePair p)
+        {
+            var (ids, start) = Preferences.Encode(tok, p.Prompt, p.Chat, response, gpt.Config.NPositions);
+            return DpoTrainer.SequenceLogps(gpt, new[] { (ids, start) }, tok.EosId()).item<float>();
+        }
+        for (int i = 0; i < pairs.Count; i++)
+        {
+            Assert.Equal(One(pairs[i].Chosen, pairs[i]), cached["chosen"][i].item<float>(), 4);
+            Assert.Equal(One(pairs[i].Rejected, pairs[i]), cached["rejected"][i].item<float>(), 4);
+        }
+    }
+
+    [Fact]
+    public void Validation_split_keeps_all_pairs_of_a_prompt_on_one_side()
+    {
+        var pairs = Rankings(40).SelectMany(Preferences.ToPairs).ToList();
+        var (train, val) = DpoTrainer.Split(pairs, seed: 1337, valFraction: 0.25);
+        Assert.Equal(pairs.Count, train.Count + val.Count);
+        Assert.NotEmpty(val);
+        Assert.NotEmpty(train);
+        var both = train.Select(p => p.Prompt).Intersect(val.Select(p => p.Prompt)).ToList();
+        Assert.True(both.Count == 0, $"prompts on both sides: {string.Join(", ", both)}");
+    }
+}
