@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Text;
 using ChatForge.Checkpoints;
 using ChatForge.Data;
 using ChatForge.Evaluation;
@@ -180,6 +182,41 @@ public sealed class DpoTrainer : ITrainable
         ["chatforge"] = new System.Text.Json.Nodes.JsonObject { ["stage"] = "dpo", ["base_model"] = _c.Model, ["beta"] = _c.Beta, ["loss_type"] = _c.LossType },
     });
 
+    const string ModelKey = "reference_model_sha256", PairsKey = "pairs_sha256";
+
+    /// <summary>
+    /// SHA-256 over the model's configuration and every tensor of its state (name, dtype, shape, bytes):
+    /// part of the key of the cached reference log-probabilities.
+    /// </summary>
+    public static string ModelSha256(Gpt model)
+    {
+        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        void Text(string s) { h.AppendData(Encoding.UTF8.GetBytes(s)); h.AppendData(new byte[] { 0 }); }
+        Text(model.Config.ToHuggingFace().ToJsonString());
+        foreach (var (name, t) in model.state_dict().OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            using var scope = NewDisposeScope();
+            var cpu = t.detach().cpu().contiguous();
+            Text($"{name} {cpu.dtype} {string.Join(',', cpu.shape)}");
+            if (cpu.NumberOfElements > 0) h.AppendData(cpu.bytes);
+        }
+        return Convert.ToHexStringLower(h.GetHashAndReset());
+    }
+
+    /// <summary>SHA-256 over the encoded pairs (token ids and response starts, in order): the other part of the key.</summary>
+    public static string PairsSha256(IEnumerable<(int[] Chosen, int ChosenStart, int[] Rejected, int RejectedStart)> pairs)
+    {
+        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        void Ints(int[] ids, int start)
+        {
+            h.AppendData(BitConverter.GetBytes(ids.Length));
+            h.AppendData(BitConverter.GetBytes(start));
+            h.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(ids.AsSpan()));
+        }
+        foreach (var (c, cs, r, rs) in pairs) { Ints(c, cs); Ints(r, rs); }
+        return Convert.ToHexStringLower(h.GetHashAndReset());
+    }
+
     /// <summary>
     /// Train and held-out pairs, split by prompt (a hash of the prompt with the seed): all pairs of a prompt
     /// (a K-wise ranking gives C(K,2)) sit on one side, so the held-out loss is measured on unseen prompts.
@@ -226,12 +263,24 @@ public sealed class DpoTrainer : ITrainable
             return (p, ci, cs, ri, rs);
         }).ToList();
         var cachePath = run.Path_("reference_logps.safetensors");
-        float[] refC, refR;
-        if (File.Exists(cachePath) && SafeTensors.Load(cachePath) is var cached && cached["chosen"].shape[0] == enc.Count)
+        var key = new Dictionary<string, string>
         {
-            refC = cached["chosen"].data<float>().ToArray(); refR = cached["rejected"].data<float>().ToArray();
+            [ModelKey] = ModelSha256(reference),
+            [PairsKey] = PairsSha256(enc.Select(e => (e.ci, e.cs, e.ri, e.rs))),
+        };
+        float[]? refC = null, refR = null;
+        if (File.Exists(cachePath))
+        {
+            var cached = SafeTensors.Load(cachePath, out var meta);
+            string? stale = !meta.ContainsKey(ModelKey) || !meta.ContainsKey(PairsKey) ? "it has no key"
+                : meta[ModelKey] != key[ModelKey] ? "it was computed with another reference model"
+                : meta[PairsKey] != key[PairsKey] || cached["chosen"].shape[0] != enc.Count ? "it was computed for other pairs"
+                : null;
+            if (stale is null) { refC = cached["chosen"].data<float>().ToArray(); refR = cached["rejected"].data<float>().ToArray(); }
+            else log?.Invoke($"{cachePath}: {stale}; recomputing the reference log-probabilities");
+            foreach (var t in cached.Values) t.Dispose();
         }
-        else
+        if (refC is null || refR is null)
         {
             // A response of a K-wise ranking sits in K−1 pairs: score each distinct sequence once.
             var unique = new Dictionary<string, int>();
@@ -254,7 +303,7 @@ public sealed class DpoTrainer : ITrainable
                 }
             refC = slots.Select(s => logps[s.C]).ToArray();
             refR = slots.Select(s => logps[s.R]).ToArray();
-            SafeTensors.Save(cachePath, new Dictionary<string, Tensor> { ["chosen"] = tensor(refC), ["rejected"] = tensor(refR) });
+            SafeTensors.Save(cachePath, new Dictionary<string, Tensor> { ["chosen"] = tensor(refC), ["rejected"] = tensor(refR) }, key);
         }
         var encoded = enc.Select((e, i) => (e.p, new EncodedPair(e.ci, e.cs, e.ri, e.rs, refC[i], refR[i]))).ToList();
         var valSet = val.ToHashSet();
