@@ -152,6 +152,9 @@ public sealed class DpoTrainer : ITrainable
 
     public MicroStepResult MicroStep(long step, int micro, int microBatches)
     {
+        // The policy runs without dropout, as TRL's disable_dropout (its default): eval mode, gradients still on.
+        // With dropout, π ≠ π_ref at step 0 and the implicit rewards β·(log π − log π_ref) carry dropout noise.
+        _policy.eval();
         var pairs = _sampler.Indices(step, micro * _c.Optim.BatchSize, _c.Optim.BatchSize).Select(i => _train[i]).ToList();
         var (loss, m) = Batch(pairs);
         return new MicroStepResult(loss, pairs.Sum(p => (long)p.Chosen.Length + p.Rejected.Length), m);

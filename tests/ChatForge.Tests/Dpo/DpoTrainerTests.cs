@@ -82,4 +82,19 @@ public class DpoTrainerTests
         var both = train.Select(p => p.Prompt).Intersect(val.Select(p => p.Prompt)).ToList();
         Assert.True(both.Count == 0, $"prompts on both sides: {string.Join(", ", both)}");
     }
+
+    [Fact]
+    public void Policy_runs_without_dropout_so_the_first_step_loss_is_that_of_policy_equal_to_reference()
+    {
+        using var d = new TempDir();
+        manual_seed(7);
+        using (var m = new Gpt(TinyBase.Config with { ResidPdrop = 0.1, EmbdPdrop = 0.1, AttnPdrop = 0.1 }))
+            HfCheckpoint.Write(d["base"], m, new ByteTokenizer());
+        Preferences.WriteRankings(d["r.jsonl"], Rankings(8));
+        DpoTrainer.Run(Config(d["base"], d["r.jsonl"], 1) with { Beta = 0.5 }, d["dpo"], false);
+        var first = MetricsLog.Read(d["dpo/metrics.jsonl"])[0];
+        // Step 0: π = π_ref, so h = 0 for every pair: margins 0 and loss −log σ(0) = log 2, as in eval mode.
+        Assert.Equal(0.0, first["rewards/margins"], tolerance: 1e-4);
+        Assert.Equal(Math.Log(2), first["loss"], tolerance: 1e-4);
+    }
 }
