@@ -97,4 +97,49 @@ public class DpoTrainerTests
         Assert.Equal(0.0, first["rewards/margins"], tolerance: 1e-4);
         Assert.Equal(Math.Log(2), first["loss"], tolerance: 1e-4);
     }
+
+    [Fact]
+    public void Ipo_run_starts_at_the_squared_target_and_reports_per_token_mean_log_probs()
+    {
+        using var d = new TempDir();
+        var baseDir = TinyBase.Create(d["base"]);
+        Preferences.WriteRankings(d["r.jsonl"], Rankings(8));
+        DpoTrainer.Run(Config(baseDir, d["r.jsonl"], 2) with { LossType = "ipo", Beta = 0.5 }, d["ipo"], false);
+        var rows = MetricsLog.Read(d["ipo/metrics.jsonl"]);
+        // Step 0: h = 0, so (0 − 1/(2τ))² = 1 at τ = 0.5.
+        Assert.Equal(1.0, rows[0]["loss"], tolerance: 1e-4);
+        Assert.True(rows[1]["loss"] < rows[0]["loss"], $"loss {rows[0]["loss"]} → {rows[1]["loss"]}");
+        // A random byte-level model gives each token about log(1/259) = −5.56 nats: a mean, not a sum over ~10 tokens.
+        Assert.InRange(rows[0]["logps/chosen"], -8.0, -3.0);
+    }
+
+    [Fact]
+    public void Every_parameter_changes_in_training()
+    {
+        using var d = new TempDir();
+        var baseDir = TinyBase.Create(d["base"]);
+        Preferences.WriteRankings(d["r.jsonl"], Rankings(8));
+        DpoTrainer.Run(Config(baseDir, d["r.jsonl"], 3), d["dpo"], false);
+        var (before, _, _) = HfCheckpoint.Load(baseDir);
+        var (after, _, _) = HfCheckpoint.Load(d["dpo/model"]);
+        var trained = after.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in before.named_parameters())
+            Assert.False(p.equal(trained[name]).all().item<bool>(), $"{name} did not change");
+    }
+
+    [Fact]
+    public void Gradient_accumulation_1x8_and_8x1_give_the_same_loss_curve()
+    {
+        using var d = new TempDir();
+        var baseDir = TinyBase.Create(d["base"]);
+        Preferences.WriteRankings(d["r.jsonl"], Rankings(12));
+        var c = Config(baseDir, d["r.jsonl"], 4);
+        DpoTrainer.Run(c with { Optim = c.Optim with { BatchSize = 8, GradAccum = 1 } }, d["a"], false);
+        DpoTrainer.Run(c with { Optim = c.Optim with { BatchSize = 1, GradAccum = 8 } }, d["b"], false);
+        var a = MetricsLog.Read(d["a/metrics.jsonl"]).Select(m => m["loss"]).ToArray();
+        var b = MetricsLog.Read(d["b/metrics.jsonl"]).Select(m => m["loss"]).ToArray();
+        Assert.Equal(4, a.Length);
+        Assert.True(a[^1] < a[0] - 1e-3, $"the loss did not move: {a[0]} → {a[^1]}");
+        for (int i = 0; i < a.Length; i++) Assert.Equal(a[i], b[i], 4);
+    }
 }
