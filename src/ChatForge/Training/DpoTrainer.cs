@@ -23,10 +23,11 @@ public sealed record DpoConfig
     public string? Cache { get; init; }
     /// <summary>β: higher means less deviation from the reference model.</summary>
     public double Beta { get; init; } = 0.1;
-    /// <summary>"sigmoid" (the DPO paper's loss) or "ipo".</summary>
+    /// <summary>"sigmoid" (the DPO paper's loss) or "ipo" (Azar et al. 2023, β as τ, on per-token mean log-probabilities as TRL).</summary>
     public string LossType { get; init; } = "sigmoid";
     /// <summary>ε of conservative DPO: the probability that a label is flipped (0: plain DPO).</summary>
     public double LabelSmoothing { get; init; }
+    /// <summary>Fraction of prompts whose pairs are held out (split by prompt).</summary>
     public double ValFraction { get; init; } = 0.1;
     /// <summary>Reward model used only to report the RM score of the DPO policy (optional).</summary>
     public string? Reward { get; init; }
@@ -65,8 +66,9 @@ public sealed record DpoConfig
 
 /// <summary>
 /// DPO: for each pair, the sequence log-probabilities of chosen and rejected responses under the
-/// policy and under the frozen reference (computed once, before training, and cached), and the DPO
-/// loss of <see cref="Losses.Dpo"/>. Logs TRL's rewards/chosen, rewards/rejected, rewards/margins,
+/// policy (run without dropout) and under the frozen reference (computed once, before training, and
+/// cached, keyed by the reference model and the pairs), and the loss of <see cref="Losses.Dpo"/> or
+/// <see cref="Losses.Ipo"/>. Pairs are held out by prompt. Logs TRL's rewards/chosen, rewards/rejected, rewards/margins,
 /// rewards/accuracies, and (at evaluations) the oracle score and KL to the reference of samples.
 /// </summary>
 public sealed class DpoTrainer : ITrainable
