@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Text;
 using ChatForge.Checkpoints;
 using ChatForge.Data;
 using ChatForge.Evaluation;
@@ -22,10 +24,11 @@ public sealed record DpoConfig : RunOptions
     public CollectConfig Collect { get; init; } = new();
     /// <summary>β: higher means less deviation from the reference model.</summary>
     public double Beta { get; init; } = 0.1;
-    /// <summary>"sigmoid" (the DPO paper's loss) or "ipo".</summary>
+    /// <summary>"sigmoid" (the DPO paper's loss) or "ipo" (Azar et al. 2023, β as τ, on per-token mean log-probabilities as TRL).</summary>
     public string LossType { get; init; } = "sigmoid";
     /// <summary>ε of conservative DPO: the probability that a label is flipped (0: plain DPO).</summary>
     public double LabelSmoothing { get; init; }
+    /// <summary>Fraction of prompts whose pairs are held out (split by prompt).</summary>
     public double ValFraction { get; init; } = 0.1;
     /// <summary>Reward model used only to report the RM score of the DPO policy (optional).</summary>
     public string? Reward { get; init; }
@@ -60,13 +63,18 @@ public sealed record DpoConfig : RunOptions
 
 /// <summary>
 /// DPO: for each pair, the sequence log-probabilities of chosen and rejected responses under the
-/// policy and under the frozen reference (computed once, before training, and cached), and the DPO
-/// loss of <see cref="Losses.Dpo"/>. Logs TRL's rewards/chosen, rewards/rejected, rewards/margins,
+/// policy (run without dropout) and under the frozen reference (computed once, before training, and
+/// cached, keyed by the reference model and the pairs), and the loss of <see cref="Losses.Dpo"/> or
+/// <see cref="Losses.Ipo"/>. Pairs are held out by prompt. Logs TRL's rewards/chosen, rewards/rejected, rewards/margins,
 /// rewards/accuracies, and (at evaluations) the oracle score and KL to the reference of samples.
 /// </summary>
 public sealed class DpoTrainer : ITrainable
 {
-    sealed record EncodedPair(int[] Chosen, int ChosenStart, int[] Rejected, int RejectedStart, float RefChosen, float RefRejected);
+    sealed record EncodedPair(int[] Chosen, int ChosenStart, int[] Rejected, int RejectedStart, float RefChosen, float RefRejected)
+    {
+        public int ChosenTokens => ResponseTokens(Chosen, ChosenStart);
+        public int RejectedTokens => ResponseTokens(Rejected, RejectedStart);
+    }
 
     readonly DpoConfig _c;
     readonly Gpt _policy, _ref;
@@ -107,6 +115,9 @@ public sealed class DpoTrainer : ITrainable
         return LogProbs.TokenLogProbs(logits, tensor(y, new long[] { b, t }, device: device)).sum(1);
     }
 
+    /// <summary>The number of response tokens <see cref="SequenceLogps"/> sums over (at least 1).</summary>
+    public static int ResponseTokens(int[] ids, int start) => Math.Max(1, ids.Length - Math.Max(start, 1));
+
     (Tensor Loss, Dictionary<string, double> Metrics) Batch(IReadOnlyList<EncodedPair> pairs)
     {
         var seqs = pairs.Select(p => (p.Chosen, p.ChosenStart)).Concat(pairs.Select(p => (p.Rejected, p.RejectedStart))).ToList();
@@ -116,7 +127,16 @@ public sealed class DpoTrainer : ITrainable
         var device = all.device;
         var rc = tensor(pairs.Select(p => p.RefChosen).ToArray(), device: device);
         var rr = tensor(pairs.Select(p => p.RefRejected).ToArray(), device: device);
-        var loss = Losses.Dpo(pc, pr, rc, rr, _c.Beta, _c.LabelSmoothing, _c.LossType == "ipo");
+        Tensor loss;
+        if (_c.LossType == "ipo")
+        {
+            var nc = tensor(pairs.Select(p => (float)p.ChosenTokens).ToArray(), device: device);
+            var nr = tensor(pairs.Select(p => (float)p.RejectedTokens).ToArray(), device: device);
+            loss = Losses.Ipo(pc, pr, rc, rr, nc, nr, _c.Beta);
+            // As TRL: IPO's log-probabilities and implicit rewards are reported on the per-token means it compares.
+            (pc, pr, rc, rr) = (pc / nc, pr / nr, rc / nc, rr / nr);
+        }
+        else loss = Losses.Dpo(pc, pr, rc, rr, _c.Beta, _c.LabelSmoothing);
         var (chosen, rejected) = Losses.DpoRewards(pc.detach(), pr.detach(), rc, rr, _c.Beta);
         return (loss, new Dictionary<string, double>
         {
@@ -131,6 +151,9 @@ public sealed class DpoTrainer : ITrainable
 
     public MicroStepResult MicroStep(long step, int micro, int microBatches)
     {
+        // The policy runs without dropout, as TRL's disable_dropout (its default): eval mode, gradients still on.
+        // With dropout, π ≠ π_ref at step 0 and the implicit rewards β·(log π − log π_ref) carry dropout noise.
+        _policy.eval();
         var pairs = _sampler.Indices(step, micro * _c.Optim.BatchSize, _c.Optim.BatchSize).Select(i => _train[i]).ToList();
         var (loss, m) = Batch(pairs);
         return new MicroStepResult(loss, pairs.Sum(p => (long)p.Chosen.Length + p.Rejected.Length), m);
@@ -161,6 +184,51 @@ public sealed class DpoTrainer : ITrainable
         ["chatforge"] = new System.Text.Json.Nodes.JsonObject { ["stage"] = "dpo", ["base_model"] = _c.Model, ["beta"] = _c.Beta, ["loss_type"] = _c.LossType },
     });
 
+    const string ModelKey = "reference_model_sha256", PairsKey = "pairs_sha256";
+
+    /// <summary>
+    /// SHA-256 over the model's configuration and every tensor of its state (name, dtype, shape, bytes):
+    /// part of the key of the cached reference log-probabilities.
+    /// </summary>
+    public static string ModelSha256(Gpt model)
+    {
+        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        void Text(string s) { h.AppendData(Encoding.UTF8.GetBytes(s)); h.AppendData(new byte[] { 0 }); }
+        Text(model.Config.ToHuggingFace().ToJsonString());
+        foreach (var (name, t) in model.state_dict().OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            using var scope = NewDisposeScope();
+            var cpu = t.detach().cpu().contiguous();
+            Text($"{name} {cpu.dtype} {string.Join(',', cpu.shape)}");
+            if (cpu.NumberOfElements > 0) h.AppendData(cpu.bytes);
+        }
+        return Convert.ToHexStringLower(h.GetHashAndReset());
+    }
+
+    /// <summary>SHA-256 over the encoded pairs (token ids and response starts, in order): the other part of the key.</summary>
+    public static string PairsSha256(IEnumerable<(int[] Chosen, int ChosenStart, int[] Rejected, int RejectedStart)> pairs)
+    {
+        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        void Ints(int[] ids, int start)
+        {
+            h.AppendData(BitConverter.GetBytes(ids.Length));
+            h.AppendData(BitConverter.GetBytes(start));
+            h.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(ids.AsSpan()));
+        }
+        foreach (var (c, cs, r, rs) in pairs) { Ints(c, cs); Ints(r, rs); }
+        return Convert.ToHexStringLower(h.GetHashAndReset());
+    }
+
+    /// <summary>
+    /// Train and held-out pairs, split by prompt (a hash of the prompt with the seed): all pairs of a prompt
+    /// (a K-wise ranking gives C(K,2)) sit on one side, so the held-out loss is measured on unseen prompts.
+    /// </summary>
+    public static (List<PreferencePair> Train, List<PreferencePair> Val) Split(IReadOnlyList<PreferencePair> pairs, long seed, double valFraction)
+    {
+        bool Held(PreferencePair p) => HashSplit.Unit(seed, "dpo:" + p.Prompt) < valFraction;
+        return (pairs.Where(p => !Held(p)).ToList(), pairs.Where(Held).ToList());
+    }
+
     public static Dictionary<string, object?> Run(DpoConfig c, string outDir, bool resume, Action<string>? log = null,
         Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
@@ -184,9 +252,9 @@ public sealed class DpoTrainer : ITrainable
             Preferences.WriteRankings(collected, rankings);
         }
         var pairs = rankings.SelectMany(Preferences.ToPairs).ToList();
-        var val = pairs.Where(p => HashSplit.Unit(c.Seed, "dpo:" + p.Prompt + p.Chosen + p.Rejected) < c.ValFraction).ToList();
-        var train = pairs.Except(val).ToList();
-        if (train.Count == 0 || val.Count == 0) throw new ChatForgeException($"need preference pairs on both sides of the {c.ValFraction} split (got {pairs.Count})");
+        var (train, val) = Split(pairs, c.Seed, c.ValFraction);
+        if (train.Count == 0 || val.Count == 0)
+            throw new ChatForgeException($"need preference pairs on both sides of the {c.ValFraction} split by prompt (got {pairs.Count} pairs of {pairs.Select(p => p.Prompt).Distinct().Count()} prompts)");
 
         // Reference log-probabilities: computed once, cached in the run directory.
         int ctx = policy.Config.NPositions;
@@ -197,12 +265,24 @@ public sealed class DpoTrainer : ITrainable
             return (p, ci, cs, ri, rs);
         }).ToList();
         var cachePath = run.Path_("reference_logps.safetensors");
-        float[] refC, refR;
-        if (File.Exists(cachePath) && SafeTensors.Load(cachePath) is var cached && cached["chosen"].shape[0] == enc.Count)
+        var key = new Dictionary<string, string>
         {
-            refC = cached["chosen"].data<float>().ToArray(); refR = cached["rejected"].data<float>().ToArray();
+            [ModelKey] = ModelSha256(reference),
+            [PairsKey] = PairsSha256(enc.Select(e => (e.ci, e.cs, e.ri, e.rs))),
+        };
+        float[]? refC = null, refR = null;
+        if (File.Exists(cachePath))
+        {
+            var cached = SafeTensors.Load(cachePath, out var meta);
+            string? stale = !meta.ContainsKey(ModelKey) || !meta.ContainsKey(PairsKey) ? "it has no key"
+                : meta[ModelKey] != key[ModelKey] ? "it was computed with another reference model"
+                : meta[PairsKey] != key[PairsKey] || cached["chosen"].shape[0] != enc.Count ? "it was computed for other pairs"
+                : null;
+            if (stale is null) { refC = cached["chosen"].data<float>().ToArray(); refR = cached["rejected"].data<float>().ToArray(); }
+            else log?.Invoke($"{cachePath}: {stale}; recomputing the reference log-probabilities");
+            foreach (var t in cached.Values) t.Dispose();
         }
-        else
+        if (refC is null || refR is null)
         {
             // A response of a K-wise ranking sits in K−1 pairs: score each distinct sequence once.
             var unique = new Dictionary<string, int>();
@@ -225,7 +305,7 @@ public sealed class DpoTrainer : ITrainable
                 }
             refC = slots.Select(s => logps[s.C]).ToArray();
             refR = slots.Select(s => logps[s.R]).ToArray();
-            SafeTensors.Save(cachePath, new Dictionary<string, Tensor> { ["chosen"] = tensor(refC), ["rejected"] = tensor(refR) });
+            SafeTensors.Save(cachePath, new Dictionary<string, Tensor> { ["chosen"] = tensor(refC), ["rejected"] = tensor(refR) }, key);
         }
         var encoded = enc.Select((e, i) => (e.p, new EncodedPair(e.ci, e.cs, e.ri, e.rs, refC[i], refR[i]))).ToList();
         var valSet = val.ToHashSet();

@@ -21,18 +21,30 @@ public static class Losses
     /// InstructGPT's reward-model loss for K-wise rankings: for each prompt,
     /// −(1/#pairs) Σ_{rank_i better than rank_j} log σ(r_i − r_j − margin), then the mean over prompts.
     /// Every response is scored once; all pairs come from those K scores. #pairs is C(K,2) without
-    /// ties; tied pairs are skipped. Unused slots (prompts with fewer responses) have rank 0.
+    /// ties; tied pairs are skipped, and a prompt whose responses all tie has no pairs and does not
+    /// count in the mean. Unused slots (prompts with fewer responses) have rank 0.
     /// </summary>
     /// <param name="scores">(P, K) rewards</param>
     /// <param name="ranks">(P, K) int64 ranks, 1 = best, 0 = no response in this slot</param>
     public static Tensor RankingLoss(Tensor scores, Tensor ranks, double margin = 0.0)
     {
+        var (sum, prompts) = RankingLossSum(scores, ranks, margin);
+        return sum / prompts.clamp_min(1);
+    }
+
+    /// <summary>
+    /// The parts of <see cref="RankingLoss"/>: the sum over prompts of each prompt's mean pair loss, and the
+    /// number of prompts with at least one pair (for exact means over micro-batches).
+    /// </summary>
+    public static (Tensor Sum, Tensor Prompts) RankingLossSum(Tensor scores, Tensor ranks, double margin = 0.0)
+    {
         var ri = ranks.unsqueeze(2); var rj = ranks.unsqueeze(1);                 // (P, K, 1), (P, 1, K)
         var better = ri.lt(rj) & ri.gt(0) & rj.gt(0);                             // pair (i, j): i strictly better
         var diff = scores.unsqueeze(2) - scores.unsqueeze(1) - margin;           // r_i − r_j − m
         var pairLoss = -F.logsigmoid(diff) * better.to(scores.dtype);
-        var pairsPerPrompt = better.sum(new long[] { 1, 2 }).to(scores.dtype).clamp_min(1);
-        return (pairLoss.sum(new long[] { 1, 2 }) / pairsPerPrompt).mean();
+        var pairsPerPrompt = better.sum(new long[] { 1, 2 }).to(scores.dtype);   // (P)
+        var perPrompt = pairLoss.sum(new long[] { 1, 2 }) / pairsPerPrompt.clamp_min(1);
+        return (perPrompt.sum(), pairsPerPrompt.gt(0).sum().to(scores.dtype));
     }
 
     /// <summary>Fraction of ranked pairs (ties skipped) whose scores are in the ranking's order.</summary>
@@ -124,16 +136,32 @@ public static class Losses
 
     /// <summary>
     /// Direct Preference Optimization. With h = (log π(y_w|x) − log π_ref(y_w|x)) − (log π(y_l|x) − log π_ref(y_l|x)):
-    /// sigmoid loss −(1−ε)·log σ(β·h) − ε·log σ(−β·h) (ε = label smoothing, conservative DPO; ε = 0 is the
-    /// paper's loss), or IPO's (h − 1/(2β))². Inputs are per-pair sequence log-probabilities (sums over
-    /// response tokens); the result is the mean over pairs.
+    /// −(1−ε)·log σ(β·h) − ε·log σ(−β·h) (ε = label smoothing, conservative DPO; ε = 0 is the paper's loss).
+    /// Inputs are per-pair sequence log-probabilities (sums over response tokens); the result is the mean over pairs.
     /// </summary>
     public static Tensor Dpo(Tensor policyChosen, Tensor policyRejected, Tensor refChosen, Tensor refRejected, double beta,
-                             double labelSmoothing = 0.0, bool ipo = false)
+                             double labelSmoothing = 0.0)
     {
         var h = (policyChosen - refChosen) - (policyRejected - refRejected);
-        if (ipo) return (h - 1.0 / (2 * beta)).pow(2).mean();
         return (-(1 - labelSmoothing) * F.logsigmoid(beta * h) - labelSmoothing * F.logsigmoid(-beta * h)).mean();
+    }
+
+    /// <summary>
+    /// IPO (Azar et al. 2023, "A General Theoretical Paradigm to Understand Learning from Human Preferences",
+    /// eq. 17): (h − 1/(2τ))², the mean over pairs, with h DPO's difference of log-ratios taken over per-token
+    /// MEAN log-probabilities: each sequence log-probability (a sum over response tokens) is divided by its
+    /// number of response tokens, for policy and reference alike. The paper writes h with sequence
+    /// log-likelihoods; TRL's DPOTrainer averages them for loss_type="ipo", and so do we: a difference of sums
+    /// grows with the responses' length while the target 1/(2τ) does not, so with sums the strength of the
+    /// regularisation would depend on how long the responses are.
+    /// </summary>
+    /// <param name="chosenTokens">(B) response-token counts of the chosen responses (float)</param>
+    /// <param name="rejectedTokens">(B) response-token counts of the rejected responses (float)</param>
+    public static Tensor Ipo(Tensor policyChosen, Tensor policyRejected, Tensor refChosen, Tensor refRejected,
+                             Tensor chosenTokens, Tensor rejectedTokens, double tau)
+    {
+        var h = (policyChosen - refChosen) / chosenTokens - (policyRejected - refRejected) / rejectedTokens;
+        return (h - 1.0 / (2 * tau)).pow(2).mean();
     }
 
     /// <summary>DPO's implicit rewards β·(log π − log π_ref) of chosen and rejected responses.</summary>

@@ -98,24 +98,31 @@ public sealed class RewardTrainer : ITrainable
     {
         var group = _sampler.Indices(step, micro * _c.Optim.BatchSize, _c.Optim.BatchSize).Select(i => _train[i]).ToList();
         var (scores, ranks) = Score(_rm, _tok, group);
-        var loss = Losses.RankingLoss(scores, ranks, _c.Margin);
+        var (sum, _) = Losses.RankingLossSum(scores, ranks, _c.Margin);
+        // The step's loss is the mean over all its prompts that have pairs (a ranking whose responses all
+        // tie has none), whichever micro-batch they sit in: this one's sum / the step's count, scale 1.
+        int counted = _sampler.Indices(step, 0, _c.Optim.BatchSize * microBatches).Count(i => HasPairs(_train[i]));
         var (right, pairs) = Losses.PairwiseAccuracy(scores.detach(), ranks);
-        return new MicroStepResult(loss, group.Sum(r => (long)r.Responses.Count), new Dictionary<string, double> { ["accuracy"] = pairs == 0 ? 0 : right / pairs });
+        return new MicroStepResult(sum / Math.Max(1, counted), group.Sum(r => (long)r.Responses.Count),
+            new Dictionary<string, double> { ["accuracy"] = pairs == 0 ? 0 : right / pairs }, LossScale: 1.0);
     }
+
+    static bool HasPairs(Ranking r) => r.Ranks.Distinct().Count() > 1;
 
     public IReadOnlyDictionary<string, double> Evaluate() => Evaluate(_rm, _tok, _val, _c.Optim.BatchSize, _c.Margin);
 
     /// <summary>Held-out loss, accuracy against the labeler's rankings, and against the noiseless oracle (when its scores are known).</summary>
     public static Dictionary<string, double> Evaluate(RewardModel rm, ITokenizer tok, IReadOnlyList<Ranking> val, int batch, double margin = 0)
     {
-        double loss = 0, right = 0, pairs = 0, oRight = 0, oPairs = 0; int groups = 0;
+        double loss = 0, right = 0, pairs = 0, oRight = 0, oPairs = 0, groups = 0;
         for (int i = 0; i < val.Count; i += batch)
         {
             using var scope = NewDisposeScope();
             var group = val.Skip(i).Take(batch).ToList();
             var (scores, ranks) = Score(rm, tok, group);
-            loss += Losses.RankingLoss(scores, ranks, margin).item<float>() * group.Count;
-            groups += group.Count;
+            var (sum, counted) = Losses.RankingLossSum(scores, ranks, margin);   // prompts whose responses all tie do not count
+            loss += sum.item<float>();
+            groups += counted.item<float>();
             var (r, p) = Losses.PairwiseAccuracy(scores, ranks);
             right += r; pairs += p;
             var s = scores.cpu().data<float>().ToArray();

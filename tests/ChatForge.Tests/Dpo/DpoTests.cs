@@ -31,8 +31,19 @@ public class DpoTests
     [Fact]
     public void Ipo_is_the_squared_distance_of_h_from_one_over_two_beta()
     {
-        Assert.Equal(1.0, Losses.Dpo(V(-5), V(-7), V(-6), V(-6), 0.5, ipo: true).item<float>(), 5); // (2 − 1)²
-        Assert.Equal(0.0, Losses.Dpo(V(-5), V(-7), V(-6), V(-6), 0.25, ipo: true).item<float>(), 5); // (2 − 2)²
+        // One token per response: means and sums agree.
+        Assert.Equal(1.0, Losses.Ipo(V(-5), V(-7), V(-6), V(-6), V(1), V(1), 0.5).item<float>(), 5); // (2 − 1)²
+        Assert.Equal(0.0, Losses.Ipo(V(-5), V(-7), V(-6), V(-6), V(1), V(1), 0.25).item<float>(), 5); // (2 − 2)²
+    }
+
+    [Fact]
+    public void Ipo_compares_per_token_mean_log_probs_not_sums()
+    {
+        // Pair 1: chosen 4 tokens, π −8 vs π_ref −12 (sum +4, mean +1); rejected 2 tokens, π −6 vs π_ref −5 (sum −1, mean −0.5).
+        //   h on means = 1 − (−0.5) = 1.5, τ = 0.5: (1.5 − 1)² = 0.25 (on sums h = 5: (5 − 1)² = 16).
+        // Pair 2: one token each, policy = reference: h = 0, (0 − 1)² = 1 either way. Mean over pairs: 0.625.
+        var loss = Losses.Ipo(V(-8, -2), V(-6, -3), V(-12, -2), V(-5, -3), V(4, 1), V(2, 1), tau: 0.5);
+        Assert.Equal((0.25 + 1) / 2, loss.item<float>(), 5);
     }
 
     [Fact]

@@ -37,6 +37,16 @@ public class RewardLossTests
     }
 
     [Fact]
+    public void A_ranking_of_all_ties_has_no_pairs_and_does_not_count_in_the_mean_over_prompts()
+    {
+        // Prompt 1: ranks 1, 2, 3 with scores 2, 1, 0 → (0.313262 + 0.126928 + 0.313262) / 3 = 0.251151.
+        // Prompt 2: all three responses tied → no pairs, so the batch loss is prompt 1's alone (not half of it).
+        var scores = tensor(new float[] { 2, 1, 0, 5, -3, 1 }).view(2, 3);
+        var ranks = tensor(new long[] { 1, 2, 3, 1, 1, 1 }).view(2, 3);
+        Assert.Equal((0.313262 + 0.126928 + 0.313262) / 3, Losses.RankingLoss(scores, ranks).item<float>(), 5);
+    }
+
+    [Fact]
     public void Gradient_pushes_the_preferred_score_up_and_the_other_down()
     {
         var s = tensor(new float[] { 0, 0 }, requires_grad: true);
