@@ -117,8 +117,6 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>
         InitWeights();
     }
 
-    public IReadOnlyList<Block> Blocks => _h.ToList();
-
     /// <summary>Every linear layer by its Hugging Face module path (h.0.attn.c_attn, …), for LoRA.</summary>
     public IEnumerable<(string Path, GptLinear Linear)> Linears()
     {

@@ -8,7 +8,7 @@ public static class BestOfNStage
 {
     public static Dictionary<string, object?> Write(RunDirectory run, IReadOnlyList<BestOfNEval.Point> points)
     {
-        Plots.Lines(run.Path_("best_of_n.png"), "Best-of-N: reward model vs oracle", "N", "mean score of the chosen response", new[]
+        Plots.Lines(run.PathOf("best_of_n.png"), "Best-of-N: reward model vs oracle", "N", "mean score of the chosen response", new[]
         {
             ("oracle sentiment", points.Select(p => ((double)p.N, p.Oracle)).ToList()),
             ("reward model (normalised)", points.Select(p => ((double)p.N, p.Rm)).ToList()),

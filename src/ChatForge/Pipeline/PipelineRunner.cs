@@ -118,19 +118,15 @@ public static class PipelineRunner
             var corpora = Corpora.OpenOrFetch(c.Cache, log);
             new RunDirectory(D("data")).WriteSummary(new Dictionary<string, object?> { ["root"] = corpora.Root });
         });
-        Stage("pretrain", () => Pretrainer.Run(c.Pretrain with { Cache = c.Cache, Seed = c.Seed, Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads },
+        Stage("pretrain", () => Pretrainer.Run(c.AppliedTo(c.Pretrain),
                                                 D("pretrain"), resume: true, log, P("pretrain"), cancel));
-        Stage("sft", () => SftTrainer.Run(c.Sft with { Model = Model("pretrain"), Cache = c.Cache, Seed = c.Seed, Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads },
+        Stage("sft", () => SftTrainer.Run(c.AppliedTo(c.Sft) with { Model = Model("pretrain") },
                                           D("sft"), resume: true, log, P("sft"), cancel));
-        Stage("reward", () => RewardTrainer.Run(c.Reward with { Model = Model("sft"), Cache = c.Cache, Seed = c.Seed, Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads },
+        Stage("reward", () => RewardTrainer.Run(c.AppliedTo(c.Reward) with { Model = Model("sft") },
                                                 D("reward"), resume: true, log, P("reward"), cancel));
         var rankings = Path.Combine(D("reward"), "rankings.jsonl");
-        PpoConfig Ppo(PpoConfig p) => p with { Model = Model("sft"), Reward = Model("reward"), Cache = c.Cache, Seed = c.Seed, Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads, EvalPrompts = c.EvalPrompts };
-        DpoConfig Dpo(DpoConfig p) => p with
-        {
-            Model = Model("sft"), Data = new() { rankings }, Reward = Model("reward"), Cache = c.Cache, Seed = c.Seed,
-            Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads, EvalPrompts = c.EvalPrompts,
-        };
+        PpoConfig Ppo(PpoConfig p) => c.AppliedTo(p) with { Model = Model("sft"), Reward = Model("reward"), EvalPrompts = c.EvalPrompts };
+        DpoConfig Dpo(DpoConfig p) => c.AppliedTo(p) with { Model = Model("sft"), Data = new() { rankings }, Reward = Model("reward"), EvalPrompts = c.EvalPrompts };
         Stage("ppo", () => PpoTrainer.Run(Ppo(c.Ppo), D("ppo"), resume: true, log, P("ppo"), cancel));
         Stage("dpo", () => DpoTrainer.Run(Dpo(c.Dpo), D("dpo"), resume: true, log, P("dpo"), cancel));
         Stage("bon", () =>

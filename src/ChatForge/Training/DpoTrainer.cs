@@ -233,7 +233,7 @@ public sealed class DpoTrainer : ITrainable
         Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         c.Validate("dpo config");
-        var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume, c.Seed, c.Deterministic, c.Threads, c.Device);
+        var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume);
 
         var (policy, tok, _) = HfCheckpoint.Load(resuming ? run.ModelDir : c.Model, device);
         var (reference, _, _) = HfCheckpoint.Load(c.Model, device);
@@ -242,7 +242,7 @@ public sealed class DpoTrainer : ITrainable
 
         Corpora? corpora = Corpora.IsFetched(c.Cache) || c.Data.Count == 0 ? Corpora.OpenOrFetch(c.Cache, log) : null;
         List<Ranking> rankings;
-        var collected = run.Path_("rankings.jsonl");
+        var collected = run.PathOf("rankings.jsonl");
         if (c.Data.Count > 0) rankings = c.Data.SelectMany(Preferences.ReadRankings).ToList();
         else if (File.Exists(collected)) rankings = Preferences.ReadRankings(collected);
         else
@@ -264,7 +264,7 @@ public sealed class DpoTrainer : ITrainable
             var (ri, rs) = Preferences.Encode(tok, p.Prompt, p.Chat, p.Rejected, ctx);
             return (p, ci, cs, ri, rs);
         }).ToList();
-        var cachePath = run.Path_("reference_logps.safetensors");
+        var cachePath = run.PathOf("reference_logps.safetensors");
         var key = new Dictionary<string, string>
         {
             [ModelKey] = ModelSha256(reference),
@@ -325,13 +325,13 @@ public sealed class DpoTrainer : ITrainable
         var trainer = new DpoTrainer(c, policy, reference, tok, trainPairs, valPairs, evalPrompts, oracle, rm);
         var final = TrainingLoop.Run(trainer, c.Optim, run, resuming, progress, cancel);
         var rows = MetricsLog.Read(run.MetricsPath);
-        Plots.Lines(run.Path_("dpo_rewards.png"), "DPO implicit rewards", "step", "β·(log π − log π_ref)", new[]
+        Plots.Lines(run.PathOf("dpo_rewards.png"), "DPO implicit rewards", "step", "β·(log π − log π_ref)", new[]
         {
             ("chosen", rows.Where(r => r.ContainsKey("rewards/chosen")).Select(r => (r["step"], r["rewards/chosen"])).ToList()),
             ("rejected", rows.Where(r => r.ContainsKey("rewards/rejected")).Select(r => (r["step"], r["rewards/rejected"])).ToList()),
             ("margin", rows.Where(r => r.ContainsKey("rewards/margins")).Select(r => (r["step"], r["rewards/margins"])).ToList()),
         });
-        Plots.LossCurve(run.MetricsPath, run.Path_("loss.png"), "DPO loss");
+        Plots.LossCurve(run.MetricsPath, run.PathOf("loss.png"), "DPO loss");
         var summary = new Dictionary<string, object?>
         {
             ["val_loss"] = final.GetValueOrDefault("val_loss"),

@@ -273,7 +273,7 @@ public sealed class PpoTrainer
         Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         c.Validate("ppo config");
-        var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume, c.Seed, c.Deterministic, c.Threads, c.Device);
+        var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume);
 
         // Prompts and, for the demo, the oracle and pretraining text (PPO-ptx, held-out pretraining loss).
         List<string> prompts, evalPrompts;
@@ -399,13 +399,13 @@ public sealed class PpoTrainer
         if (startIter >= total) lastEval = ppo.Evaluate(evalSeed);
 
         var rows = MetricsLog.Read(run.MetricsPath);
-        Plots.Lines(run.Path_("ppo_reward.png"), "PPO: reward-model and oracle scores", "iteration", "mean score", new[]
+        Plots.Lines(run.PathOf("ppo_reward.png"), "PPO: reward-model and oracle scores", "iteration", "mean score", new[]
         {
             ("RM score (rollouts)", rows.Where(x => x.ContainsKey("rm_score")).Select(x => (x["step"], x["rm_score"])).ToList()),
             ("oracle (rollouts)", rows.Where(x => x.ContainsKey("oracle_score")).Select(x => (x["step"], x["oracle_score"])).ToList()),
             ("oracle (held-out)", rows.Where(x => x.ContainsKey("eval_oracle_score")).Select(x => (x["step"], x["eval_oracle_score"])).ToList()),
         });
-        Plots.Lines(run.Path_("ppo_kl.png"), "PPO: KL to the SFT model", "iteration", "KL (nats per response)", new[]
+        Plots.Lines(run.PathOf("ppo_kl.png"), "PPO: KL to the SFT model", "iteration", "KL (nats per response)", new[]
         {
             ("KL (rollouts)", rows.Where(x => x.ContainsKey("kl")).Select(x => (x["step"], x["kl"])).ToList()),
             ("KL (held-out)", rows.Where(x => x.ContainsKey("eval_kl")).Select(x => (x["step"], x["eval_kl"])).ToList()),

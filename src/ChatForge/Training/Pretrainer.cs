@@ -28,8 +28,6 @@ public sealed class Pretrainer : ITrainable
     }
 
     public nn.Module Model => _model;
-    public Gpt Gpt => _model;
-    public ITokenizer Tokenizer => _tok;
     public string BestMetric => "val_loss";
     public IEnumerable<(string, Parameter)> TrainableParameters() => _model.named_parameters();
 
@@ -54,7 +52,7 @@ public sealed class Pretrainer : ITrainable
         Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         c.Validate("pretrain config");
-        var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume, c.Seed, c.Deterministic, c.Threads, c.Device);
+        var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume);
         if (resume && !resuming) log?.Invoke($"no checkpoint in {run.ModelDir}: starting from scratch");
         run.WriteConfig(c);
 
@@ -113,9 +111,9 @@ public sealed class Pretrainer : ITrainable
             var gen = new TextGenerator(model, tok);
             foreach (var p in c.SamplePrompts)
                 samples.Add((p, gen.Complete(p, new SamplingOptions { MaxNewTokens = c.SampleTokens, Temperature = 0.8, TopK = 50, Seed = c.Seed }).Text));
-            Util.AtomicFile.WriteAllText(run.Path_("samples.txt"), string.Concat(samples.Select(s => $"### {s.Prompt}\n{s.Prompt}{s.Completion}\n\n")));
+            Util.AtomicFile.WriteAllText(run.PathOf("samples.txt"), string.Concat(samples.Select(s => $"### {s.Prompt}\n{s.Prompt}{s.Completion}\n\n")));
         }
-        Plots.LossCurve(run.MetricsPath, run.Path_("loss.png"), "Pretraining loss");
+        Plots.LossCurve(run.MetricsPath, run.PathOf("loss.png"), "Pretraining loss");
 
         var summary = new Dictionary<string, object?>
         {

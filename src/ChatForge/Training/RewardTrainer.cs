@@ -163,11 +163,11 @@ public sealed class RewardTrainer : ITrainable
         Action<TrainingProgress>? progress = null, CancellationToken cancel = default, string? collectWith = null)
     {
         c.Validate("reward config");
-        var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume, c.Seed, c.Deterministic, c.Threads, c.Device);
+        var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume);
 
         // Rankings: given, or collected now from the SFT model (saved in the run directory for reuse).
         List<Ranking> rankings;
-        var collected = run.Path_("rankings.jsonl");
+        var collected = run.PathOf("rankings.jsonl");
         Dictionary<string, double>? collectStats = null;
         if (c.Data.Count > 0) rankings = c.Data.SelectMany(Preferences.ReadRankings).ToList();
         else if (File.Exists(collected)) rankings = Preferences.ReadRankings(collected);
@@ -177,7 +177,7 @@ public sealed class RewardTrainer : ITrainable
             log?.Invoke($"collecting {c.Collect.Prompts} {c.Collect.Task} rankings of {c.Collect.K} responses from {collectWith ?? c.Model}");
             (rankings, collectStats) = PreferenceCollection.Collect(sft, stok, Corpora.OpenOrFetch(c.Cache, log), c.Collect, log);
             Preferences.WriteRankings(collected, rankings);
-            Preferences.WritePairs(run.Path_("pairs.jsonl"), rankings.SelectMany(Preferences.ToPairs));
+            Preferences.WritePairs(run.PathOf("pairs.jsonl"), rankings.SelectMany(Preferences.ToPairs));
             sft.Dispose();
         }
         collectStats ??= PreferenceCollection.LabelerStats(rankings);
@@ -215,13 +215,13 @@ public sealed class RewardTrainer : ITrainable
             (rm, _) = RewardCheckpoint.Load(run.ModelDir, device);
             foreach (var (k, v) in Evaluate(rm, tok, val, c.Optim.BatchSize, c.Margin)) final[k] = v;
         }
-        Plots.Lines(run.Path_("reward_accuracy.png"), "Reward model accuracy", "step", "pairwise accuracy", new[]
+        Plots.Lines(run.PathOf("reward_accuracy.png"), "Reward model accuracy", "step", "pairwise accuracy", new[]
         {
             ("train (labeler)", MetricsLog.Read(run.MetricsPath).Where(r => r.ContainsKey("accuracy")).Select(r => (r["step"], r["accuracy"])).ToList()),
             ("held-out (labeler)", MetricsLog.Read(run.MetricsPath).Where(r => r.ContainsKey("val_accuracy")).Select(r => (r["step"], r["val_accuracy"])).ToList()),
             ("held-out (noiseless oracle)", MetricsLog.Read(run.MetricsPath).Where(r => r.ContainsKey("val_oracle_accuracy")).Select(r => (r["step"], r["val_oracle_accuracy"])).ToList()),
         });
-        Plots.LossCurve(run.MetricsPath, run.Path_("loss.png"), "Reward model ranking loss");
+        Plots.LossCurve(run.MetricsPath, run.PathOf("loss.png"), "Reward model ranking loss");
         var summary = new Dictionary<string, object?>
         {
             ["heldout_accuracy"] = final.GetValueOrDefault("val_oracle_accuracy", double.NaN),

@@ -21,7 +21,8 @@ public sealed class RunDirectory
     public string BestDir => Path.Combine(Root, "best");
     public string TensorBoardDir => Path.Combine(Root, "tensorboard");
     public string StateDir => Path.Combine(ModelDir, TrainingState.DirName);
-    public string Path_(string name) => Path.Combine(Root, name);
+    /// <summary>The path of a file (or folder) <paramref name="name"/> in the run directory.</summary>
+    public string PathOf(string name) => Path.Combine(Root, name);
 
     public bool HasCheckpoint
     {
@@ -49,12 +50,11 @@ public sealed class RunDirectory
     /// What every trainer does first: threads and determinism, the seed, the device, the run directory
     /// (with the resolved config written into it), and whether a checkpoint there is to be resumed.
     /// </summary>
-    public static (RunDirectory Run, TorchSharp.torch.Device Device, bool Resuming) Begin<T>(T config, string outDir, bool resume,
-        long seed, bool deterministic, int? threads, string device)
+    public static (RunDirectory Run, TorchSharp.torch.Device Device, bool Resuming) Begin<T>(T config, string outDir, bool resume) where T : RunOptions
     {
-        Native.TorchRuntime.ConfigureThreads(deterministic, threads);
-        Native.TorchRuntime.Seed(seed);
-        var dev = Native.TorchRuntime.ResolveDevice(device);
+        Native.TorchRuntime.ConfigureThreads(config.Deterministic, config.Threads);
+        Native.TorchRuntime.Seed(config.Seed);
+        var dev = Native.TorchRuntime.ResolveDevice(config.Device);
         var run = new RunDirectory(outDir);
         bool resuming = resume && run.HasCheckpoint;
         run.WriteConfig(config);

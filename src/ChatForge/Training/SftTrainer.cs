@@ -84,7 +84,7 @@ public sealed class SftTrainer : ITrainable
         Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         c.Validate("sft config");
-        var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume, c.Seed, c.Deterministic, c.Threads, c.Device);
+        var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume);
 
         // The model: the base (plus a fresh adapter), or, when resuming, the checkpoint.
         Gpt model; ITokenizer tok;
@@ -135,7 +135,7 @@ public sealed class SftTrainer : ITrainable
         var trainer = new SftTrainer(c, model, tok, rows, encVal);
         var final = TrainingLoop.Run(trainer, c.TrainingOptim(), run, resuming, progress, cancel);
         if (c.Lora is not null) PeftAdapter.Save(Path.Combine(run.Root, "adapter"), model, c.Lora, c.Model);
-        Plots.LossCurve(run.MetricsPath, run.Path_("loss.png"), "SFT loss (response tokens)");
+        Plots.LossCurve(run.MetricsPath, run.PathOf("loss.png"), "SFT loss (response tokens)");
 
         var summary = new Dictionary<string, object?>
         {
@@ -158,7 +158,7 @@ public sealed class SftTrainer : ITrainable
             log?.Invoke("task evaluation of the final model");
             var ev = TaskEval.Run(model, tok, suite, chat: true);
             foreach (var (k, v) in ev.Metrics) summary[k] = v;
-            AtomicFile.WriteAllText(run.Path_("eval_samples.txt"), ev.SamplesText());
+            AtomicFile.WriteAllText(run.PathOf("eval_samples.txt"), ev.SamplesText());
         }
         run.WriteSummary(summary);
         return summary;

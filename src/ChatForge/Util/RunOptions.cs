@@ -17,4 +17,10 @@ public abstract record RunOptions
     public int? Threads { get; init; }
     /// <summary>Data cache for the demo corpora (null: the default cache).</summary>
     public string? Cache { get; init; }
+
+    /// <summary><paramref name="config"/> with the run options of this one (a pipeline hands its own to every stage).</summary>
+    public T AppliedTo<T>(T config) where T : RunOptions => (T)((RunOptions)config with
+    {
+        Seed = Seed, Deterministic = Deterministic, Device = Device, Threads = Threads, Cache = Cache,
+    });
 }
