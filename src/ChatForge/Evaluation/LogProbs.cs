@@ -46,4 +46,14 @@ public static class LogProbs
         }
         return n == 0 ? double.NaN : nats / n;
     }
+
+    /// <summary>
+    /// log π(targets | context) of each sequence: the sum over its target tokens (a response after its
+    /// prompt: <see cref="Segment.From"/>) of log p(token | everything before it). (B)
+    /// </summary>
+    public static Tensor SequenceLogProbs(Gpt model, IReadOnlyList<Segment> sequences, int padId)
+    {
+        var batch = CausalBatch.Build(sequences, padId, model.TokenEmbedding.device);
+        return TokenLogProbs(Logits(model, batch), batch.Targets).sum(1);
+    }
 }

@@ -70,10 +70,11 @@ public sealed record DpoConfig : RunOptions
 /// </summary>
 public sealed class DpoTrainer : ITrainable
 {
-    sealed record EncodedPair(int[] Chosen, int ChosenStart, int[] Rejected, int RejectedStart, float RefChosen, float RefRejected)
+    /// <summary>A pair as token sequences (response tokens are the targets) with the reference model's log-probabilities.</summary>
+    sealed record EncodedPair(Segment Chosen, Segment Rejected, float RefChosen, float RefRejected)
     {
-        public int ChosenTokens => ResponseTokens(Chosen, ChosenStart);
-        public int RejectedTokens => ResponseTokens(Rejected, RejectedStart);
+        public int ChosenTokens => ResponseTokens(Chosen);
+        public int RejectedTokens => ResponseTokens(Rejected);
     }
 
     readonly DpoConfig _c;
@@ -97,31 +98,12 @@ public sealed class DpoTrainer : ITrainable
     public string BestMetric => "val_loss";
     public IEnumerable<(string, Parameter)> TrainableParameters() => _policy.named_parameters();
 
-    /// <summary>Sequence log-probabilities (sum over response tokens) of a batch of (ids, responseStart), right-padded.</summary>
-    public static Tensor SequenceLogps(Gpt model, IReadOnlyList<(int[] Ids, int Start)> seqs, int padId)
-    {
-        int t = seqs.Max(s => s.Ids.Length);
-        int b = seqs.Count;
-        var x = new long[b * t]; var y = new long[b * t];
-        for (int i = 0; i < b; i++)
-            for (int j = 0; j < t; j++)
-            {
-                x[i * t + j] = j < seqs[i].Ids.Length ? seqs[i].Ids[j] : padId;
-                // Position j predicts token j+1; score it when that token is part of the response.
-                y[i * t + j] = j + 1 < seqs[i].Ids.Length && j + 1 >= seqs[i].Start ? seqs[i].Ids[j + 1] : CausalBatch.IgnoreIndex;
-            }
-        var device = model.TokenEmbedding.device;
-        var logits = model.call(tensor(x, new long[] { b, t }, device: device));
-        return LogProbs.TokenLogProbs(logits, tensor(y, new long[] { b, t }, device: device)).sum(1);
-    }
-
-    /// <summary>The number of response tokens <see cref="SequenceLogps"/> sums over (at least 1).</summary>
-    public static int ResponseTokens(int[] ids, int start) => Math.Max(1, ids.Length - Math.Max(start, 1));
+    /// <summary>The number of response tokens a sequence log-probability sums over (at least 1).</summary>
+    static int ResponseTokens(Segment s) => Math.Max(1, s.Train.Count(t => t));
 
     (Tensor Loss, Dictionary<string, double> Metrics) Batch(IReadOnlyList<EncodedPair> pairs)
     {
-        var seqs = pairs.Select(p => (p.Chosen, p.ChosenStart)).Concat(pairs.Select(p => (p.Rejected, p.RejectedStart))).ToList();
-        var all = SequenceLogps(_policy, seqs, _tok.EosId());
+        var all = LogProbs.SequenceLogProbs(_policy, pairs.Select(p => p.Chosen).Concat(pairs.Select(p => p.Rejected)).ToList(), _tok.EosId());
         var pc = all.narrow(0, 0, pairs.Count);
         var pr = all.narrow(0, pairs.Count, pairs.Count);
         var device = all.device;
@@ -156,7 +138,7 @@ public sealed class DpoTrainer : ITrainable
         _policy.eval();
         var pairs = _sampler.Indices(step, micro * _c.Optim.BatchSize, _c.Optim.BatchSize).Select(i => _train[i]).ToList();
         var (loss, m) = Batch(pairs);
-        return new MicroStepResult(loss, pairs.Sum(p => (long)p.Chosen.Length + p.Rejected.Length), m);
+        return new MicroStepResult(loss, pairs.Sum(p => (long)p.Chosen.Ids.Length + p.Rejected.Ids.Length), m);
     }
 
     public IReadOnlyDictionary<string, double> Evaluate()
@@ -184,41 +166,6 @@ public sealed class DpoTrainer : ITrainable
         ["chatforge"] = new System.Text.Json.Nodes.JsonObject { ["stage"] = "dpo", ["base_model"] = _c.Model, ["beta"] = _c.Beta, ["loss_type"] = _c.LossType },
     });
 
-    const string ModelKey = "reference_model_sha256", PairsKey = "pairs_sha256";
-
-    /// <summary>
-    /// SHA-256 over the model's configuration and every tensor of its state (name, dtype, shape, bytes):
-    /// part of the key of the cached reference log-probabilities.
-    /// </summary>
-    public static string ModelSha256(Gpt model)
-    {
-        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        void Text(string s) { h.AppendData(Encoding.UTF8.GetBytes(s)); h.AppendData(new byte[] { 0 }); }
-        Text(model.Config.ToHuggingFace().ToJsonString());
-        foreach (var (name, t) in model.state_dict().OrderBy(kv => kv.Key, StringComparer.Ordinal))
-        {
-            using var scope = NewDisposeScope();
-            var cpu = t.detach().cpu().contiguous();
-            Text($"{name} {cpu.dtype} {string.Join(',', cpu.shape)}");
-            if (cpu.NumberOfElements > 0) h.AppendData(cpu.bytes);
-        }
-        return Convert.ToHexStringLower(h.GetHashAndReset());
-    }
-
-    /// <summary>SHA-256 over the encoded pairs (token ids and response starts, in order): the other part of the key.</summary>
-    public static string PairsSha256(IEnumerable<(int[] Chosen, int ChosenStart, int[] Rejected, int RejectedStart)> pairs)
-    {
-        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        void Ints(int[] ids, int start)
-        {
-            h.AppendData(BitConverter.GetBytes(ids.Length));
-            h.AppendData(BitConverter.GetBytes(start));
-            h.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(ids.AsSpan()));
-        }
-        foreach (var (c, cs, r, rs) in pairs) { Ints(c, cs); Ints(r, rs); }
-        return Convert.ToHexStringLower(h.GetHashAndReset());
-    }
-
     /// <summary>
     /// Train and held-out pairs, split by prompt (a hash of the prompt with the seed): all pairs of a prompt
     /// (a K-wise ranking gives C(K,2)) sit on one side, so the held-out loss is measured on unseen prompts.
@@ -241,76 +188,24 @@ public sealed class DpoTrainer : ITrainable
         reference.eval();
 
         Corpora? corpora = Corpora.IsFetched(c.Cache) || c.Data.Count == 0 ? Corpora.OpenOrFetch(c.Cache, log) : null;
-        List<Ranking> rankings;
-        var collected = run.PathOf("rankings.jsonl");
-        if (c.Data.Count > 0) rankings = c.Data.SelectMany(Preferences.ReadRankings).ToList();
-        else if (File.Exists(collected)) rankings = Preferences.ReadRankings(collected);
-        else
-        {
-            log?.Invoke($"collecting {c.Collect.Prompts} {c.Collect.Task} rankings of {c.Collect.K} responses from {c.Model}");
-            (rankings, _) = PreferenceCollection.Collect(reference, tok, corpora!, c.Collect, log);
-            Preferences.WriteRankings(collected, rankings);
-        }
+        var rankings = LoadRankings(c, run, reference, tok, corpora, log);
         var pairs = rankings.SelectMany(Preferences.ToPairs).ToList();
         var (train, val) = Split(pairs, c.Seed, c.ValFraction);
         if (train.Count == 0 || val.Count == 0)
             throw new ChatForgeException($"need preference pairs on both sides of the {c.ValFraction} split by prompt (got {pairs.Count} pairs of {pairs.Select(p => p.Prompt).Distinct().Count()} prompts)");
 
-        // Reference log-probabilities: computed once, cached in the run directory.
         int ctx = policy.Config.NPositions;
-        var enc = pairs.Select(p =>
+        Segment Encode(PreferencePair p, string response)
         {
-            var (ci, cs) = Preferences.Encode(tok, p.Prompt, p.Chat, p.Chosen, ctx);
-            var (ri, rs) = Preferences.Encode(tok, p.Prompt, p.Chat, p.Rejected, ctx);
-            return (p, ci, cs, ri, rs);
-        }).ToList();
-        var cachePath = run.PathOf("reference_logps.safetensors");
-        var key = new Dictionary<string, string>
-        {
-            [ModelKey] = ModelSha256(reference),
-            [PairsKey] = PairsSha256(enc.Select(e => (e.ci, e.cs, e.ri, e.rs))),
-        };
-        float[]? refC = null, refR = null;
-        if (File.Exists(cachePath))
-        {
-            var cached = SafeTensors.Load(cachePath, out var meta);
-            string? stale = !meta.ContainsKey(ModelKey) || !meta.ContainsKey(PairsKey) ? "it has no key"
-                : meta[ModelKey] != key[ModelKey] ? "it was computed with another reference model"
-                : meta[PairsKey] != key[PairsKey] || cached["chosen"].shape[0] != enc.Count ? "it was computed for other pairs"
-                : null;
-            if (stale is null) { refC = cached["chosen"].data<float>().ToArray(); refR = cached["rejected"].data<float>().ToArray(); }
-            else log?.Invoke($"{cachePath}: {stale}; recomputing the reference log-probabilities");
-            foreach (var t in cached.Values) t.Dispose();
+            var (ids, start) = Preferences.Encode(tok, p.Prompt, p.Chat, response, ctx);
+            return Segment.From(ids, start);
         }
-        if (refC is null || refR is null)
-        {
-            // A response of a K-wise ranking sits in K−1 pairs: score each distinct sequence once.
-            var unique = new Dictionary<string, int>();
-            var seqs = new List<(int[] Ids, int Start)>();
-            int Slot(int[] ids, int start)
-            {
-                var key = start + ":" + string.Join(',', ids);
-                if (!unique.TryGetValue(key, out int k)) { k = seqs.Count; unique[key] = k; seqs.Add((ids, start)); }
-                return k;
-            }
-            var slots = enc.Select(e => (C: Slot(e.ci, e.cs), R: Slot(e.ri, e.rs))).ToList();
-            log?.Invoke($"reference log-probabilities of {enc.Count} pairs ({seqs.Count} distinct sequences)");
-            var logps = new float[seqs.Count];
-            using (no_grad())
-                for (int i = 0; i < seqs.Count; i += 64)
-                {
-                    using var scope = NewDisposeScope();
-                    var chunk = seqs.GetRange(i, Math.Min(64, seqs.Count - i));
-                    SequenceLogps(reference, chunk, tok.EosId()).cpu().data<float>().ToArray().CopyTo(logps, i);
-                }
-            refC = slots.Select(s => logps[s.C]).ToArray();
-            refR = slots.Select(s => logps[s.R]).ToArray();
-            SafeTensors.Save(cachePath, new Dictionary<string, Tensor> { ["chosen"] = tensor(refC), ["rejected"] = tensor(refR) }, key);
-        }
-        var encoded = enc.Select((e, i) => (e.p, new EncodedPair(e.ci, e.cs, e.ri, e.rs, refC[i], refR[i]))).ToList();
+        var sequences = pairs.Select(p => (Chosen: Encode(p, p.Chosen), Rejected: Encode(p, p.Rejected))).ToList();
+        var (refChosen, refRejected) = ReferenceLogProbCache.Get(run.PathOf("reference_logps.safetensors"), reference, tok, sequences, log);
+        var encoded = pairs.Select((p, i) => (Pair: p, Encoded: new EncodedPair(sequences[i].Chosen, sequences[i].Rejected, refChosen[i], refRejected[i]))).ToList();
         var valSet = val.ToHashSet();
-        var trainPairs = encoded.Where(e => !valSet.Contains(e.p)).Select(e => e.Item2).ToList();
-        var valPairs = encoded.Where(e => valSet.Contains(e.p)).Select(e => e.Item2).ToList();
+        var trainPairs = encoded.Where(e => !valSet.Contains(e.Pair)).Select(e => e.Encoded).ToList();
+        var valPairs = encoded.Where(e => valSet.Contains(e.Pair)).Select(e => e.Encoded).ToList();
         log?.Invoke($"DPO ({c.LossType}, β = {c.Beta}): {trainPairs.Count} train pairs, {valPairs.Count} held out");
 
         List<string> evalPrompts = new();
@@ -324,33 +219,51 @@ public sealed class DpoTrainer : ITrainable
 
         var trainer = new DpoTrainer(c, policy, reference, tok, trainPairs, valPairs, evalPrompts, oracle, rm);
         var final = TrainingLoop.Run(trainer, c.Optim, run, resuming, progress, cancel);
-        var rows = MetricsLog.Read(run.MetricsPath);
-        Plots.Lines(run.PathOf("dpo_rewards.png"), "DPO implicit rewards", "step", "β·(log π − log π_ref)", new[]
-        {
-            ("chosen", rows.Where(r => r.ContainsKey("rewards/chosen")).Select(r => (r["step"], r["rewards/chosen"])).ToList()),
-            ("rejected", rows.Where(r => r.ContainsKey("rewards/rejected")).Select(r => (r["step"], r["rewards/rejected"])).ToList()),
-            ("margin", rows.Where(r => r.ContainsKey("rewards/margins")).Select(r => (r["step"], r["rewards/margins"])).ToList()),
-        });
-        Plots.LossCurve(run.MetricsPath, run.PathOf("loss.png"), "DPO loss");
-        var summary = new Dictionary<string, object?>
-        {
-            ["val_loss"] = final.GetValueOrDefault("val_loss"),
-            ["rewards/chosen"] = final.GetValueOrDefault("val_rewards/chosen"),
-            ["rewards/rejected"] = final.GetValueOrDefault("val_rewards/rejected"),
-            ["rewards/margins"] = final.GetValueOrDefault("val_rewards/margins"),
-            ["rewards/accuracies"] = final.GetValueOrDefault("val_rewards/accuracies"),
-            ["oracle_sentiment"] = final.GetValueOrDefault("eval_oracle_sentiment", double.NaN),
-            ["oracle_sentiment_sd"] = final.GetValueOrDefault("eval_oracle_sentiment_sd", double.NaN),
-            ["rm_score"] = final.GetValueOrDefault("eval_rm_score", double.NaN),
-            ["kl_to_sft"] = final.GetValueOrDefault("eval_kl_to_sft", double.NaN),
-            ["beta"] = c.Beta,
-            ["loss_type"] = c.LossType,
-            ["train_pairs"] = trainPairs.Count,
-            ["val_pairs"] = valPairs.Count,
-            ["steps"] = c.Optim.MaxSteps,
-            ["wall_seconds"] = final.GetValueOrDefault("wall_seconds"),
-        };
+        WritePlots(run);
+        var summary = Summary(c, final, trainPairs.Count, valPairs.Count);
         run.WriteSummary(summary);
         return summary;
     }
+
+    /// <summary>The rankings of --data, or those collected earlier into the run directory, or freshly collected from the SFT model.</summary>
+    static List<Ranking> LoadRankings(DpoConfig c, RunDirectory run, Gpt sft, ITokenizer tok, Corpora? corpora, Action<string>? log)
+    {
+        if (c.Data.Count > 0) return c.Data.SelectMany(Preferences.ReadRankings).ToList();
+        var collected = run.PathOf("rankings.jsonl");
+        if (File.Exists(collected)) return Preferences.ReadRankings(collected);
+        log?.Invoke($"collecting {c.Collect.Prompts} {c.Collect.Task} rankings of {c.Collect.K} responses from {c.Model}");
+        var (rankings, _) = PreferenceCollection.Collect(sft, tok, corpora!, c.Collect, log);
+        Preferences.WriteRankings(collected, rankings);
+        return rankings;
+    }
+
+    static void WritePlots(RunDirectory run)
+    {
+        var rows = MetricsLog.Read(run.MetricsPath);
+        List<(double, double)> Series(string key) => rows.Where(r => r.ContainsKey(key)).Select(r => (r["step"], r[key])).ToList();
+        Plots.Lines(run.PathOf("dpo_rewards.png"), "DPO implicit rewards", "step", "β·(log π − log π_ref)", new[]
+        {
+            ("chosen", Series("rewards/chosen")), ("rejected", Series("rewards/rejected")), ("margin", Series("rewards/margins")),
+        });
+        Plots.LossCurve(run.MetricsPath, run.PathOf("loss.png"), "DPO loss");
+    }
+
+    static Dictionary<string, object?> Summary(DpoConfig c, IReadOnlyDictionary<string, double> final, int trainPairs, int valPairs) => new()
+    {
+        ["val_loss"] = final.GetValueOrDefault("val_loss"),
+        ["rewards/chosen"] = final.GetValueOrDefault("val_rewards/chosen"),
+        ["rewards/rejected"] = final.GetValueOrDefault("val_rewards/rejected"),
+        ["rewards/margins"] = final.GetValueOrDefault("val_rewards/margins"),
+        ["rewards/accuracies"] = final.GetValueOrDefault("val_rewards/accuracies"),
+        ["oracle_sentiment"] = final.GetValueOrDefault("eval_oracle_sentiment", double.NaN),
+        ["oracle_sentiment_sd"] = final.GetValueOrDefault("eval_oracle_sentiment_sd", double.NaN),
+        ["rm_score"] = final.GetValueOrDefault("eval_rm_score", double.NaN),
+        ["kl_to_sft"] = final.GetValueOrDefault("eval_kl_to_sft", double.NaN),
+        ["beta"] = c.Beta,
+        ["loss_type"] = c.LossType,
+        ["train_pairs"] = trainPairs,
+        ["val_pairs"] = valPairs,
+        ["steps"] = c.Optim.MaxSteps,
+        ["wall_seconds"] = final.GetValueOrDefault("wall_seconds"),
+    };
 }

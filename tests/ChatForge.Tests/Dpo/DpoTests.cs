@@ -1,5 +1,6 @@
 using ChatForge.Checkpoints;
 using ChatForge.Data;
+using ChatForge.Evaluation;
 using ChatForge.Tests.Support;
 using ChatForge.Tokenization;
 using ChatForge.Training;
@@ -116,7 +117,7 @@ public class DpoTests
             var p = pairs[i];
             var ch = Preferences.Encode(tok, p.Prompt, p.Chat, p.Chosen, model.Config.NPositions);
             var rj = Preferences.Encode(tok, p.Prompt, p.Chat, p.Rejected, model.Config.NPositions);
-            float one(int[] ids, int start) => DpoTrainer.SequenceLogps(model, new[] { (ids, start) }, tok.EosId()).item<float>();
+            float one(int[] ids, int start) => LogProbs.SequenceLogProbs(model, new[] { Segment.From(ids, start) }, tok.EosId()).item<float>();
             Assert.Equal(one(ch.Ids, ch.ResponseStart), cached["chosen"][i].item<float>(), 4);
             Assert.Equal(one(rj.Ids, rj.ResponseStart), cached["rejected"][i].item<float>(), 4);
         }

@@ -1,5 +1,6 @@
 using ChatForge.Checkpoints;
 using ChatForge.Data;
+using ChatForge.Evaluation;
 using ChatForge.Modeling;
 using ChatForge.Tests.Support;
 using ChatForge.Tokenization;
@@ -31,7 +32,7 @@ public class DpoTrainerTests
         float One(string response, PreferencePair p)
         {
             var (ids, start) = Preferences.Encode(tok, p.Prompt, p.Chat, response, gpt.Config.NPositions);
-            return DpoTrainer.SequenceLogps(gpt, new[] { (ids, start) }, tok.EosId()).item<float>();
+            return LogProbs.SequenceLogProbs(gpt, new[] { Segment.From(ids, start) }, tok.EosId()).item<float>();
         }
         for (int i = 0; i < pairs.Count; i++)
         {
