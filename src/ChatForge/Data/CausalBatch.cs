@@ -96,6 +96,20 @@ public sealed record CausalBatch(Tensor Input, Tensor Targets, Tensor? Positions
         return rows;
     }
 
+    /// <summary>Right-pads whole sequences into (N, T) ids and each one's last real index (N): the input of a sequence-level head (reward, value).</summary>
+    public static (Tensor Ids, Tensor Last) Sequences(IReadOnlyList<int[]> seqs, int padId, Device device)
+    {
+        int t = seqs.Max(s => s.Length);
+        var ids = new long[seqs.Count * t];
+        var last = new long[seqs.Count];
+        for (int i = 0; i < seqs.Count; i++)
+        {
+            for (int j = 0; j < t; j++) ids[i * t + j] = j < seqs[i].Length ? seqs[i][j] : padId;
+            last[i] = seqs[i].Length - 1;
+        }
+        return (tensor(ids, new long[] { seqs.Count, t }, device: device), tensor(last, device: device));
+    }
+
     /// <summary>(x, y) = tokens[o : o+T], tokens[o+1 : o+T+1] for each offset: the shift happens here.</summary>
     public static (Tensor X, Tensor Y) Windows(TokenStream s, IReadOnlyList<long> offsets, int t, Device device)
     {

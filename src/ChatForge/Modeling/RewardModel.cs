@@ -42,18 +42,4 @@ public sealed class RewardModel : nn.Module
         _score.call(Backbone.Hidden(ids, positions, mask)).squeeze(-1);
 
     public double Normalize(double raw) => (raw - Mean) / Std;
-
-    /// <summary>Right-pads sequences into (N, T) ids and their last real index (N).</summary>
-    public static (Tensor Ids, Tensor Last) Batch(IReadOnlyList<int[]> seqs, int padId, Device device)
-    {
-        int t = seqs.Max(s => s.Length);
-        var ids = new long[seqs.Count * t];
-        var last = new long[seqs.Count];
-        for (int i = 0; i < seqs.Count; i++)
-        {
-            for (int j = 0; j < t; j++) ids[i * t + j] = j < seqs[i].Length ? seqs[i][j] : padId;
-            last[i] = seqs[i].Length - 1;
-        }
-        return (tensor(ids, new long[] { seqs.Count, t }, device: device), tensor(last, device: device));
-    }
 }

@@ -96,9 +96,9 @@ public static class PipelineRunner
                 if (Directory.Exists(StageDir(root, s))) Directory.Delete(StageDir(root, s), recursive: true);
         }
         AtomicFile.WriteAllText(Path.Combine(root, "pipeline_config.json"), Json.Serialize(c));
-        string D(string s) => StageDir(root, s);
-        string Model(string s) => Path.Combine(D(s), "model");
-        Action<TrainingProgress>? P(string s) => progress is null ? null : p => progress(s, p);
+        string Dir(string stage) => StageDir(root, stage);
+        string Model(string s) => Path.Combine(Dir(s), "model");
+        Action<TrainingProgress>? ProgressOf(string stage) => progress is null ? null : p => progress(stage, p);
 
         void Stage(string name, Action body)
         {
@@ -107,7 +107,7 @@ public static class PipelineRunner
             log?.Invoke($"[{name}] running");
             var sw = Stopwatch.StartNew();
             body();
-            var timeFile = Path.Combine(D(name), "stage_time.json");
+            var timeFile = Path.Combine(Dir(name), "stage_time.json");
             double before = File.Exists(timeFile) ? JsonDocument.Parse(File.ReadAllText(timeFile)).RootElement.GetProperty("wall_seconds").GetDouble() : 0;
             AtomicFile.WriteAllText(timeFile, JsonSerializer.Serialize(new { wall_seconds = before + sw.Elapsed.TotalSeconds }));
             log?.Invoke($"[{name}] done in {sw.Elapsed:mm\\:ss}");
@@ -116,19 +116,19 @@ public static class PipelineRunner
         Stage("data", () =>
         {
             var corpora = Corpora.OpenOrFetch(c.Cache, log);
-            new RunDirectory(D("data")).WriteSummary(new Dictionary<string, object?> { ["root"] = corpora.Root });
+            new RunDirectory(Dir("data")).WriteSummary(new Dictionary<string, object?> { ["root"] = corpora.Root });
         });
         Stage("pretrain", () => Pretrainer.Run(c.AppliedTo(c.Pretrain),
-                                                D("pretrain"), resume: true, log, P("pretrain"), cancel));
+                                                Dir("pretrain"), resume: true, log, ProgressOf("pretrain"), cancel));
         Stage("sft", () => SftTrainer.Run(c.AppliedTo(c.Sft) with { Model = Model("pretrain") },
-                                          D("sft"), resume: true, log, P("sft"), cancel));
+                                          Dir("sft"), resume: true, log, ProgressOf("sft"), cancel));
         Stage("reward", () => RewardTrainer.Run(c.AppliedTo(c.Reward) with { Model = Model("sft") },
-                                                D("reward"), resume: true, log, P("reward"), cancel));
-        var rankings = Path.Combine(D("reward"), "rankings.jsonl");
+                                                Dir("reward"), resume: true, log, ProgressOf("reward"), cancel));
+        var rankings = Path.Combine(Dir("reward"), "rankings.jsonl");
         PpoConfig Ppo(PpoConfig p) => c.AppliedTo(p) with { Model = Model("sft"), Reward = Model("reward"), EvalPrompts = c.EvalPrompts };
         DpoConfig Dpo(DpoConfig p) => c.AppliedTo(p) with { Model = Model("sft"), Data = new() { rankings }, Reward = Model("reward"), EvalPrompts = c.EvalPrompts };
-        Stage("ppo", () => PpoTrainer.Run(Ppo(c.Ppo), D("ppo"), resume: true, log, P("ppo"), cancel));
-        Stage("dpo", () => DpoTrainer.Run(Dpo(c.Dpo), D("dpo"), resume: true, log, P("dpo"), cancel));
+        Stage("ppo", () => PpoTrainer.Run(Ppo(c.Ppo), Dir("ppo"), resume: true, log, ProgressOf("ppo"), cancel));
+        Stage("dpo", () => DpoTrainer.Run(Dpo(c.Dpo), Dir("dpo"), resume: true, log, ProgressOf("dpo"), cancel));
         Stage("bon", () =>
         {
             var device = Native.TorchRuntime.ResolveDevice(c.Device);
@@ -138,7 +138,7 @@ public static class PipelineRunner
             var prompts = SentimentPrompts.Build(corpora).Eval.Take(c.EvalPrompts).ToList();
             var points = BestOfNEval.Curve(policy, rm, tok, SentimentOracle.FromCorpora(corpora), prompts, c.BestOfN,
                 new Generation.SamplingOptions { Temperature = 1.0, MaxNewTokens = c.Ppo.MaxNewTokens, Seed = c.Seed });
-            BestOfNStage.Write(new RunDirectory(D("bon")), points);
+            BestOfNStage.Write(new RunDirectory(Dir("bon")), points);
         });
         Stage("frontier", () =>
         {
@@ -146,32 +146,32 @@ public static class PipelineRunner
             var f = c.Frontier;
             var runs = new List<(string Name, Action<string> Body)>();
             foreach (var b in f.PpoBetas)
-                runs.Add(($"ppo_beta{b}", dir => PpoTrainer.Run(Ppo(c.Ppo) with { Beta = b, Iterations = f.PpoIterations }, dir, true, log, P("frontier"), cancel)));
+                runs.Add(($"ppo_beta{b}", dir => PpoTrainer.Run(Ppo(c.Ppo) with { Beta = b, Iterations = f.PpoIterations }, dir, true, log, ProgressOf("frontier"), cancel)));
             foreach (var b in f.DpoBetas)
                 runs.Add(($"dpo_beta{b}", dir =>
                 {
                     // Same pairs, same reference model: reuse the main DPO run's cached reference log-probabilities.
-                    var cached = Path.Combine(D("dpo"), "reference_logps.safetensors");
+                    var cached = Path.Combine(Dir("dpo"), "reference_logps.safetensors");
                     Directory.CreateDirectory(dir);
                     if (File.Exists(cached) && !File.Exists(Path.Combine(dir, "reference_logps.safetensors")))
                         File.Copy(cached, Path.Combine(dir, "reference_logps.safetensors"));
-                    DpoTrainer.Run(Dpo(c.Dpo) with { Beta = b, Optim = c.Dpo.Optim with { MaxSteps = f.DpoSteps } }, dir, true, log, P("frontier"), cancel);
+                    DpoTrainer.Run(Dpo(c.Dpo) with { Beta = b, Optim = c.Dpo.Optim with { MaxSteps = f.DpoSteps } }, dir, true, log, ProgressOf("frontier"), cancel);
                 }));
             if (f.Ablations)
             {
-                runs.Add(("ppo_no_ptx", dir => PpoTrainer.Run(Ppo(c.Ppo) with { PtxCoef = 0, Iterations = f.AblationIterations }, dir, true, log, P("frontier"), cancel)));
-                runs.Add(("ppo_beta0", dir => PpoTrainer.Run(Ppo(c.Ppo) with { Beta = 0, AdaptiveKl = null, Iterations = f.AblationIterations }, dir, true, log, P("frontier"), cancel)));
+                runs.Add(("ppo_no_ptx", dir => PpoTrainer.Run(Ppo(c.Ppo) with { PtxCoef = 0, Iterations = f.AblationIterations }, dir, true, log, ProgressOf("frontier"), cancel)));
+                runs.Add(("ppo_beta0", dir => PpoTrainer.Run(Ppo(c.Ppo) with { Beta = 0, AdaptiveKl = null, Iterations = f.AblationIterations }, dir, true, log, ProgressOf("frontier"), cancel)));
             }
             foreach (var (name, body) in runs)
             {
-                var dir = Path.Combine(D("frontier"), name);
+                var dir = Path.Combine(Dir("frontier"), name);
                 if (File.Exists(Path.Combine(dir, "summary.json"))) continue;
                 log?.Invoke($"[frontier] {name}");
                 body(dir);
             }
-            new RunDirectory(D("frontier")).WriteSummary(new Dictionary<string, object?> { ["runs"] = runs.Select(r => r.Name).ToList() });
+            new RunDirectory(Dir("frontier")).WriteSummary(new Dictionary<string, object?> { ["runs"] = runs.Select(r => r.Name).ToList() });
         });
         Stage("report", () => Report.Write(root, c, log));
-        return Path.Combine(D("report"), "report.json");
+        return Path.Combine(Dir("report"), "report.json");
     }
 }

@@ -73,8 +73,8 @@ public static class Report
         {
             ["n"] = ns[top],
             ["capitals_heldout_accuracy"] = null, ["capitals_seen_accuracy"] = null, ["spam_accuracy"] = null, ["word_sentiment_accuracy"] = null,
-            ["oracle_sentiment"] = J(At("oracle_sentiment")), ["oracle_sentiment_sd"] = J(At("oracle_sentiment_sd")), ["rm_score"] = J(At("rm_score")),
-            ["kl_to_sft"] = J(At("kl")), ["pretrain_val_loss"] = null,
+            ["oracle_sentiment"] = FiniteOrNull(At("oracle_sentiment")), ["oracle_sentiment_sd"] = FiniteOrNull(At("oracle_sentiment_sd")), ["rm_score"] = FiniteOrNull(At("rm_score")),
+            ["kl_to_sft"] = FiniteOrNull(At("kl")), ["pretrain_val_loss"] = null,
         };
         var bonCandidates = BestOfN.Sample(new TextGenerator(sft, tok), rm, tok, samplePrompts, false, ns[top],
             new SamplingOptions { Temperature = 1.0, MaxNewTokens = maxNew, Seed = c.Seed });
@@ -86,8 +86,8 @@ public static class Report
         {
             if (!File.Exists(summaryPath)) return;
             var s = RunDirectory.ReadSummary(summaryPath);
-            double G(string k) => s.TryGetValue(k, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN;
-            double kl = G("kl_to_sft"), o = G("oracle_sentiment");
+            double Number(string k) => s.TryGetValue(k, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN;
+            double kl = Number("kl_to_sft"), o = Number("oracle_sentiment");
             if (double.IsFinite(kl) && double.IsFinite(o))
                 frontier.Add(new JsonObject { ["method"] = method, ["param"] = param, ["kl"] = kl, ["oracle_sentiment"] = o });
         }
@@ -139,19 +139,19 @@ public static class Report
     }
 
     static JsonNode? Num(Dictionary<string, JsonElement> s, string k) =>
-        s.TryGetValue(k, out var v) && v.ValueKind == JsonValueKind.Number ? J(v.GetDouble()) : null;
+        s.TryGetValue(k, out var v) && v.ValueKind == JsonValueKind.Number ? FiniteOrNull(v.GetDouble()) : null;
 
     static JsonObject Row(IReadOnlyDictionary<string, double> tasks, IReadOnlyDictionary<string, double> pol, double pretrainLoss) => new()
     {
-        ["capitals_heldout_accuracy"] = J(tasks["capitals_heldout_accuracy"]),
-        ["capitals_seen_accuracy"] = J(tasks["capitals_seen_accuracy"]),
-        ["spam_accuracy"] = J(tasks["spam_accuracy"]),
-        ["word_sentiment_accuracy"] = J(tasks["word_sentiment_accuracy"]),
-        ["oracle_sentiment"] = J(pol["oracle_sentiment"]),
-        ["oracle_sentiment_sd"] = J(pol["oracle_sentiment_sd"]),
-        ["rm_score"] = J(pol["rm_score"]),
-        ["kl_to_sft"] = J(pol["kl_to_sft"]),
-        ["pretrain_val_loss"] = J(pretrainLoss),
+        ["capitals_heldout_accuracy"] = FiniteOrNull(tasks["capitals_heldout_accuracy"]),
+        ["capitals_seen_accuracy"] = FiniteOrNull(tasks["capitals_seen_accuracy"]),
+        ["spam_accuracy"] = FiniteOrNull(tasks["spam_accuracy"]),
+        ["word_sentiment_accuracy"] = FiniteOrNull(tasks["word_sentiment_accuracy"]),
+        ["oracle_sentiment"] = FiniteOrNull(pol["oracle_sentiment"]),
+        ["oracle_sentiment_sd"] = FiniteOrNull(pol["oracle_sentiment_sd"]),
+        ["rm_score"] = FiniteOrNull(pol["rm_score"]),
+        ["kl_to_sft"] = FiniteOrNull(pol["kl_to_sft"]),
+        ["pretrain_val_loss"] = FiniteOrNull(pretrainLoss),
     };
 
     /// <summary>
@@ -200,7 +200,7 @@ public static class Report
         n is null ? "n/a" : double.Parse(n.ToJsonString(), CultureInfo.InvariantCulture).ToString(fmt, CultureInfo.InvariantCulture);
 
     /// <summary>A JSON number, or null where the value is missing or not finite.</summary>
-    static JsonNode? J(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
+    static JsonNode? FiniteOrNull(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
 
     static string Markdown(string root, JsonObject r, List<(string Model, string Prompt, string Answer)> answers, string dominance, Dictionary<string, JsonElement> bon)
     {

@@ -81,7 +81,7 @@ public sealed class RewardTrainer : ITrainable
         int k = group.Max(r => r.Responses.Count);
         int ctx = rm.Backbone.Config.NPositions;
         var seqs = group.SelectMany(r => r.Responses.Select(x => Preferences.Encode(tok, r.Prompt, r.Chat, x, ctx).Ids)).ToList();
-        var (ids, last) = RewardModel.Batch(seqs, tok.EosId(), rm.Backbone.TokenEmbedding.device);
+        var (ids, last) = CausalBatch.Sequences(seqs, tok.EosId(), rm.Backbone.TokenEmbedding.device);
         var flat = rm.Scores(ids, last);
         // Scatter into (P, K) slots.
         var slot = new long[seqs.Count];

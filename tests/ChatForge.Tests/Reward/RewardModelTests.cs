@@ -38,9 +38,9 @@ public class RewardModelTests
         rm.eval();
         var a = tok.Encode("short"); var b = tok.Encode("a longer text here");
         using var _ = no_grad();
-        var (ids, last) = RewardModel.Batch(new[] { a, b }, tok.EosId(), CPU);
+        var (ids, last) = CausalBatch.Sequences(new[] { a, b }, tok.EosId(), CPU);
         var both = rm.Scores(ids, last).data<float>().ToArray();
-        var (ida, la) = RewardModel.Batch(new[] { a }, tok.EosId(), CPU);
+        var (ida, la) = CausalBatch.Sequences(new[] { a }, tok.EosId(), CPU);
         Assert.Equal(rm.Scores(ida, la).item<float>(), both[0], 4);
     }
 
