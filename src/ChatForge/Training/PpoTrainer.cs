@@ -23,6 +23,21 @@ namespace ChatForge.Training;
 /// </summary>
 public sealed class PpoTrainer
 {
+    /// <summary>Largest proportional KL error the adaptive controller acts on (Ziegler et al.: ±0.2).</summary>
+    public const double AdaptiveKlMaxError = 0.2;
+    /// <summary>Rollouts sample from the policy's own distribution.</summary>
+    const double RolloutTemperature = 1.0;
+    /// <summary>Adam's β₂ for the policy and value optimizers (0.95, as for large-batch language-model training).</summary>
+    const double AdamBeta2 = 0.95;
+    /// <summary>Salt of the per-iteration RNG that orders a rollout's minibatches.</summary>
+    const ulong MinibatchOrderSalt = 17;
+    /// <summary>Salt of the held-out evaluation's sampling seed (the same held-out samples every evaluation).</summary>
+    const ulong EvalSeedSalt = 999;
+    /// <summary>PPO-ptx draws update u of iteration i from pretraining batch i × this + u (room for that many updates per rollout).</summary>
+    const long PtxBatchesPerIteration = 1000;
+    /// <summary>Held-out pretraining windows behind eval_pretrain_loss, and windows per forward pass.</summary>
+    const int PretrainLossWindows = 64, PretrainLossBatch = 16;
+
     readonly PpoConfig _c;
     readonly Gpt _policy, _ref;
     RewardModel? _rm;
@@ -46,7 +61,7 @@ public sealed class PpoTrainer
         _prompts = prompts; _evalPrompts = evalPrompts; _ptxTrain = ptxTrain; _ptxVal = ptxVal; _oracle = oracle;
         _device = policy.TokenEmbedding.device;
         Beta = c.Beta;
-        var po = new OptimConfig { LearningRate = c.LearningRate, WeightDecay = 0, Beta2 = 0.95 };
+        var po = new OptimConfig { LearningRate = c.LearningRate, WeightDecay = 0, Beta2 = AdamBeta2 };
         _policyOpt = TrainingLoop.CreateOptimizer(policy.named_parameters(), po);
         _valueOpt = TrainingLoop.CreateOptimizer(value.named_parameters(), po with { LearningRate = c.ValueLearningRate });
         foreach (var p in reference.parameters()) p.requires_grad = false;
@@ -111,13 +126,14 @@ public sealed class PpoTrainer
 
     static Tensor ResponseValues(RewardModel value, Tensor ids, Tensor pos) => value.AllScores(ids).gather(1, pos);
 
-    public Rollout Collect(IReadOnlyList<string> prompts, long seed)
+    /// <summary>Samples one response per prompt from the policy and scores it: the rollout PPO's updates learn from.</summary>
+    public Rollout SampleRollout(IReadOnlyList<string> prompts, long seed)
     {
         var queries = prompts.Select(p => _c.Chat ? ChatTemplate.Encode(_tok, new[] { new ChatMessage("user", p) }, true).Ids : _tok.Encode(p)).ToList();
         var gen = new TextGenerator(_policy, _tok);
         var o = new SamplingOptions
         {
-            Temperature = 1.0, MaxNewTokens = _c.MaxNewTokens, Seed = seed,
+            Temperature = RolloutTemperature, MaxNewTokens = _c.MaxNewTokens, Seed = seed,
             StopTokenIds = _c.Chat ? new[] { _tok.Id(SpecialTokens.ImEnd) } : Array.Empty<int>(),
         };
         var comps = gen.Generate(queries, o);
@@ -154,7 +170,7 @@ public sealed class PpoTrainer
         var sums = new Dictionary<string, double>();
         int n = r.Queries.Count, updates = 0;
         long trainTokens = 0;
-        var rng = new Random((int)(TokenStream.Mix((ulong)_c.Seed, (ulong)iteration, 17) & 0x7fffffff));
+        var rng = new Random((int)(TokenStream.Mix((ulong)_c.Seed, (ulong)iteration, MinibatchOrderSalt) & 0x7fffffff));
         bool stop = false;
         for (int epoch = 0; epoch < _c.PpoEpochs && !stop; epoch++)
         {
@@ -178,10 +194,7 @@ public sealed class PpoTrainer
                 double ptx = double.NaN;
                 if (_c.PtxCoef > 0 && _ptxTrain is not null)
                 {
-                    int bt = Math.Min(Math.Min(_c.PtxLength, _policy.Config.NPositions), _ptxTrain.Tokens.Length - 2);
-                    var offs = _ptxTrain.RandomOffsets(_c.Seed, iteration * 1000 + updates, 0, _c.PtxBatch, bt);
-                    var (x, y) = Pretrainer.Windows(_ptxTrain, offs, bt, _device);
-                    var ptxLoss = Losses.CrossEntropy(_policy.call(x), y);
+                    var ptxLoss = PtxLoss(iteration * PtxBatchesPerIteration + updates);
                     policyLoss = policyLoss + _c.PtxCoef * ptxLoss;
                     ptx = ptxLoss.item<float>();
                 }
@@ -215,11 +228,44 @@ public sealed class PpoTrainer
         return m;
     }
 
+    /// <summary>PPO-ptx: the policy's next-token loss on pretraining batch <paramref name="batch"/> (random training windows).</summary>
+    Tensor PtxLoss(long batch)
+    {
+        int bt = Math.Min(Math.Min(_c.PtxLength, _policy.Config.NPositions), _ptxTrain!.Tokens.Length - 2);
+        var offs = _ptxTrain.RandomOffsets(_c.Seed, batch, 0, _c.PtxBatch, bt);
+        var (x, y) = Pretrainer.Windows(_ptxTrain, offs, bt, _device);
+        return Losses.CrossEntropy(_policy.call(x), y);
+    }
+
+    /// <summary>
+    /// One PPO iteration: a rollout on <paramref name="prompts"/>, the updates on it, then β adapted to the
+    /// rollout's KL. Returns the rollout's statistics, the update's metrics, throughputs and the β it ran with.
+    /// </summary>
+    public Dictionary<string, double> Step(IReadOnlyList<string> prompts, long iteration)
+    {
+        using var scope = NewDisposeScope();
+        var sw = Stopwatch.StartNew();
+        var r = SampleRollout(prompts, RolloutSeed(_c.Seed, iteration));
+        var rolloutSeconds = sw.Elapsed.TotalSeconds;
+        long tokens = r.Responses.Sum(x => (long)x.Length);
+        var m = RolloutStats(r);
+        foreach (var (k, v) in Update(r, iteration)) m[k] = v;
+        var updateSeconds = sw.Elapsed.TotalSeconds - rolloutSeconds;
+        m["rollout_tokens_per_second"] = tokens / Math.Max(1e-9, rolloutSeconds);
+        m["train_tokens_per_second"] = m["train_tokens"] / Math.Max(1e-9, updateSeconds);
+        m.Remove("train_tokens");
+        m["beta"] = Beta;
+        Beta = AdaptBeta(Beta, m["kl"], _c.AdaptiveKl, _c.RolloutBatch);
+        return m;
+    }
+
+    static long RolloutSeed(long seed, long iteration) => (long)(TokenStream.Mix((ulong)seed, (ulong)iteration) & 0x7fffffffffff);
+
     /// <summary>Held-out metrics: oracle and RM scores of sampled responses, KL to the reference, pretraining loss.</summary>
     public Dictionary<string, double> Evaluate(long seed)
     {
         using var scope = NewDisposeScope();
-        var r = Collect(_evalPrompts, seed);
+        var r = SampleRollout(_evalPrompts, seed);
         var m = RolloutStats(r);
         m = m.ToDictionary(kv => "eval_" + kv.Key, kv => kv.Value);
         if (_ptxVal is not null) m["eval_pretrain_loss"] = PretrainLoss(_policy, _ptxVal);
@@ -227,7 +273,7 @@ public sealed class PpoTrainer
     }
 
     /// <summary>Mean next-token loss on a fixed set of held-out pretraining windows.</summary>
-    public static double PretrainLoss(Gpt model, TokenStream val, int windows = 64)
+    public static double PretrainLoss(Gpt model, TokenStream val, int windows = PretrainLossWindows)
     {
         int t = Math.Min(model.Config.NPositions, val.Tokens.Length - 2);
         var offs = val.EvalOffsets(t, windows);
@@ -235,10 +281,10 @@ public sealed class PpoTrainer
         using var _ = no_grad();
         model.eval();
         var device = model.TokenEmbedding.device;
-        for (int i = 0; i < offs.Length; i += 16)
+        for (int i = 0; i < offs.Length; i += PretrainLossBatch)
         {
             using var scope = NewDisposeScope();
-            var (x, y) = Pretrainer.Windows(val, offs.Skip(i).Take(16).ToArray(), t, device);
+            var (x, y) = Pretrainer.Windows(val, offs.Skip(i).Take(PretrainLossBatch).ToArray(), t, device);
             var (s, c) = Losses.CrossEntropySum(model.call(x), y);
             nats += s.item<float>(); n += c.item<long>();
         }
@@ -257,34 +303,102 @@ public sealed class PpoTrainer
         if (r.Oracle.Length > 0)
         {
             m["oracle_score"] = r.Oracle.Average();
-            m["oracle_score_sd"] = Math.Sqrt(r.Oracle.Select(x => (x - r.Oracle.Average()) * (x - r.Oracle.Average())).Sum() / Math.Max(1, r.Oracle.Length - 1));
+            m["oracle_score_sd"] = Stats.SampleStd(r.Oracle);
         }
         return m;
     }
 
-    void AdaptBeta(double kl)
+    /// <summary>
+    /// The adaptive KL controller of Ziegler et al. (2019): β ← β·(1 + clip((KL − target)/target, ±0.2)·n/horizon),
+    /// n = rollouts per iteration. A KL above the target raises β, below lowers it; no controller keeps β.
+    /// </summary>
+    public static double AdaptBeta(double beta, double kl, AdaptiveKlConfig? controller, int rolloutSize)
     {
-        if (_c.AdaptiveKl is not { } a) return;
-        double err = Math.Clamp((kl - a.Target) / a.Target, -0.2, 0.2);
-        Beta *= 1 + err * _c.RolloutBatch / a.Horizon;
+        if (controller is null) return beta;
+        double err = Math.Clamp((kl - controller.Target) / controller.Target, -AdaptiveKlMaxError, AdaptiveKlMaxError);
+        return beta * (1 + err * rolloutSize / controller.Horizon);
     }
 
+    /// <summary>The policy (Hugging Face layout) with the value model in value/.</summary>
+    void SaveModel(string dir)
+    {
+        HfCheckpoint.Write(dir, _policy, _tok, configExtra: new System.Text.Json.Nodes.JsonObject
+        {
+            ["chatforge"] = new System.Text.Json.Nodes.JsonObject { ["stage"] = "ppo", ["base_model"] = _c.Model, ["reward_model"] = _c.Reward },
+        });
+        _value.Save(Path.Combine(dir, ValueDir), _tok, stage: "value");
+    }
+
+    const string ValueDir = "value";
+
+    /// <summary>model/ with β and the round in the training state, so a resumed run continues with both.</summary>
     void SaveCheckpoint(RunDirectory run, long iteration, int round, double elapsed)
     {
-        AtomicFile.ReplaceDirectory(run.ModelDir, dir =>
+        var st = new TrainingState
         {
-            HfCheckpoint.Write(dir, _policy, _tok, configExtra: new System.Text.Json.Nodes.JsonObject
-            {
-                ["chatforge"] = new System.Text.Json.Nodes.JsonObject { ["stage"] = "ppo", ["base_model"] = _c.Model, ["reward_model"] = _c.Reward },
-            });
-            _value.Save(Path.Combine(dir, "value"), _tok, stage: "value");
-            var st = new TrainingState
-            {
-                Step = iteration, Seed = _c.Seed, ElapsedSeconds = elapsed,
-                Extra = new Dictionary<string, double> { ["beta"] = Beta, ["round"] = round },
-            };
-            st.Save(Path.Combine(dir, TrainingState.DirName), _policyOpt, _valueOpt);
-        });
+            Step = iteration, Seed = _c.Seed, ElapsedSeconds = elapsed,
+            Extra = new Dictionary<string, double> { ["beta"] = Beta, ["round"] = round },
+        };
+        RunCheckpoint.Save(run, SaveModel, st, _policyOpt, _valueOpt);
+    }
+
+    // ---- The run: setup, then per iteration (round step when a round starts) rollout + update, then the summary ----
+
+    /// <summary>The rollout prompts, the held-out prompts, the oracle and (with the demo data) the corpora.</summary>
+    sealed record PromptSet(List<string> Train, List<string> Eval, SentimentOracle? Oracle, Corpora? Corpora);
+
+    /// <summary>The demo's sentiment prompts (held-out corpus sentence openings), or {"prompt"} files with a seeded tenth held out.</summary>
+    static PromptSet LoadPrompts(PpoConfig c, Action<string>? log)
+    {
+        if (c.Prompts.Count == 0)
+        {
+            var corpora = Pretrainer.OpenCorpora(c.Cache, log);
+            var (prompts, evalPrompts) = SentimentPrompts.Build(corpora);
+            return new PromptSet(prompts, evalPrompts.Take(c.EvalPrompts).ToList(), SentimentOracle.FromCorpora(corpora), corpora);
+        }
+        var all = c.Prompts.SelectMany(f => Jsonl.Read(f).Select(r => r.Row.String("prompt", f, r.Line))).ToList();
+        if (all.Count < 2) throw new ChatForgeException("need at least two prompts");
+        var eval = all.Where(p => DemoTasks.Unit(c.Seed, "ppo:" + p) < HeldOutPromptFraction).Take(c.EvalPrompts).ToList();
+        if (eval.Count == 0) eval.Add(all[^1]);
+        var train = all.Except(eval).ToList();
+        if (!Corpora.IsFetched(c.Cache)) return new PromptSet(train, eval, null, null);
+        var fetched = Corpora.Open(c.Cache);
+        return new PromptSet(train, eval, SentimentOracle.FromCorpora(fetched), fetched);
+    }
+
+    /// <summary>Fraction of user prompts held out for evaluation.</summary>
+    const double HeldOutPromptFraction = 0.1;
+
+    /// <summary>Pretraining text for PPO-ptx (training split) and the held-out pretraining loss (validation split).</summary>
+    static (TokenStream? Train, TokenStream? Val) LoadPretrainText(Corpora? corpora, ITokenizer tok)
+    {
+        if (corpora is null) return (null, null);
+        var docs = TextCorpus.Load(new[] { corpora.MobyDick, corpora.Sotu });
+        var (tr, va) = TextCorpus.Split(docs, 0.05, 1337);
+        return (TokenStream.Encode(tr.Take(60), tok), TokenStream.Encode(va, tok));
+    }
+
+    /// <summary>The reward model of round <paramref name="round"/> (0: the given one; later rounds retrain it inside the run).</summary>
+    static string RoundRewardModel(PpoConfig c, RunDirectory run, int round) => round == 0 ? c.Reward : Path.Combine(RoundRewardDir(run, round), "model");
+
+    static string RoundRewardDir(RunDirectory run, int round) => Path.Combine(run.Root, $"round{round}", "reward");
+
+    /// <summary>
+    /// Iterated RLHF, the start of a later round: new rankings from the current policy, a retrained reward
+    /// model, then more PPO.
+    /// </summary>
+    void StartRound(RunDirectory run, int round, long iteration, double elapsed, Action<string>? log, CancellationToken cancel)
+    {
+        log?.Invoke($"round {round + 1}: collecting rankings with the current policy and retraining the reward model");
+        var rc = new RewardConfig
+        {
+            Model = _c.Model, Cache = _c.Cache, Collect = _c.RoundCollect with { Seed = _c.Seed + round }, Seed = _c.Seed + round,
+            Deterministic = _c.Deterministic, Device = _c.Device, Threads = _c.Threads,
+            Optim = new RewardConfig().Optim with { MaxSteps = _c.RoundRewardSteps, EvalInterval = 0, CheckpointInterval = 0 },
+        };
+        SaveCheckpoint(run, iteration, round, elapsed);
+        RewardTrainer.Run(rc, RoundRewardDir(run, round), false, log, null, cancel, collectWith: run.ModelDir);
+        ReplaceRewardModel(RewardModel.Load(RoundRewardModel(_c, run, round), _device).Model);
     }
 
     public static Dictionary<string, object?> Run(PpoConfig c, string outDir, bool resume, Action<string>? log = null,
@@ -292,66 +406,16 @@ public sealed class PpoTrainer
     {
         c.Validate("ppo config");
         var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume, c.Seed, c.Deterministic, c.Threads, c.Device);
+        var (ppo, prompts, state) = Setup(c, run, device, resuming, log);
 
-        // Prompts and, for the demo, the oracle and pretraining text (PPO-ptx, held-out pretraining loss).
-        List<string> prompts, evalPrompts;
-        SentimentOracle? oracle = null;
-        Corpora? corpora = null;
-        if (c.Prompts.Count == 0)
-        {
-            corpora = Pretrainer.OpenCorpora(c.Cache, log);
-            (prompts, evalPrompts) = SentimentPrompts.Build(corpora);
-            evalPrompts = evalPrompts.Take(c.EvalPrompts).ToList();
-            oracle = SentimentOracle.FromCorpora(corpora);
-        }
-        else
-        {
-            var all = c.Prompts.SelectMany(f => Jsonl.Read(f).Select(r => r.Row.String("prompt", f, r.Line))).ToList();
-            if (all.Count < 2) throw new ChatForgeException("need at least two prompts");
-            evalPrompts = all.Where(p => DemoTasks.Unit(c.Seed, "ppo:" + p) < 0.1).Take(c.EvalPrompts).ToList();
-            if (evalPrompts.Count == 0) evalPrompts.Add(all[^1]);
-            prompts = all.Except(evalPrompts).ToList();
-            if (Corpora.IsFetched(c.Cache)) { corpora = Corpora.Open(c.Cache); oracle = SentimentOracle.FromCorpora(corpora); }
-        }
-
-        var policyDir = resuming ? run.ModelDir : c.Model;
-        var (policy, tok, _) = HfCheckpoint.Load(policyDir, device);
-        var (reference, _, _) = HfCheckpoint.Load(c.Model, device);
-        var state = resuming ? TrainingState.ReadOnly(run.StateDir) : null;
-        int startRound = (int)(state?.Extra.GetValueOrDefault("round") ?? 0);
-        string RoundRm(int r) => r == 0 ? c.Reward : Path.Combine(run.Root, $"round{r}", "reward", "model");
-        var (rm, _) = RewardModel.Load(RoundRm(startRound), device);
-        RewardModel value;
-        if (resuming) (value, _) = RewardModel.Load(Path.Combine(run.ModelDir, "value"), device);
-        else if (c.ValueInit == "reward") (value, _) = RewardModel.Load(c.Reward, device);
-        else value = new RewardModel(HfCheckpoint.Load(c.Model, device).Model);
-
-        TokenStream? ptxTrain = null, ptxVal = null;
-        if (corpora is not null)
-        {
-            var docs = TextCorpus.Load(new[] { corpora.MobyDick, corpora.Sotu });
-            var (tr, va) = TextCorpus.Split(docs, 0.05, 1337);
-            ptxTrain = TokenStream.Encode(tr.Take(60), tok);
-            ptxVal = TokenStream.Encode(va, tok);
-        }
-
-        var ppo = new PpoTrainer(c, policy, reference, rm, value, tok, prompts, evalPrompts, ptxTrain, ptxVal, oracle);
-        long startIter = 0;
-        double elapsedBefore = 0;
-        if (resuming)
-        {
-            var st = TrainingState.Load(run.StateDir, ppo._policyOpt, ppo._valueOpt);
-            startIter = st.Step; elapsedBefore = st.ElapsedSeconds;
-            ppo.Beta = st.Extra.GetValueOrDefault("beta", c.Beta);
-            log?.Invoke($"resuming PPO at iteration {startIter} (round {startRound + 1}), β = {ppo.Beta:F4}");
-        }
+        long startIter = state.Step;
+        long total = (long)c.Iterations * c.Rounds;
+        var clock = new RunClock(state.ElapsedSeconds, startIter);
         using var metricsLog = new MetricsLog(run, resuming ? startIter : -1);
         var sampler = new EpochSampler(prompts.Count, c.Seed, c.RolloutBatch);
-        long total = (long)c.Iterations * c.Rounds;
-        var sw = Stopwatch.StartNew();
+        long evalSeed = (long)(TokenStream.Mix((ulong)c.Seed, EvalSeedSalt) & 0x7fffffff); // the same held-out samples every evaluation
         Dictionary<string, double> lastEval = new();
         Dictionary<string, double>? firstEval = null;
-        long evalSeed = (long)(TokenStream.Mix((ulong)c.Seed, 999) & 0x7fffffff); // the same held-out samples every evaluation
 
         if (!resuming)
         {
@@ -364,40 +428,9 @@ public sealed class PpoTrainer
         {
             cancel.ThrowIfCancellationRequested();
             int round = (int)(it / c.Iterations);
-            if (round > 0 && it % c.Iterations == 0)
-            {
-                // Iterated RLHF: new rankings from the current policy, a retrained reward model, then more PPO.
-                log?.Invoke($"round {round + 1}: collecting rankings with the current policy and retraining the reward model");
-                var rc = new RewardConfig
-                {
-                    Model = c.Model, Cache = c.Cache, Collect = c.RoundCollect with { Seed = c.Seed + round }, Seed = c.Seed + round,
-                    Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads,
-                    Optim = new RewardConfig().Optim with { MaxSteps = c.RoundRewardSteps, EvalInterval = 0, CheckpointInterval = 0 },
-                };
-                var roundDir = Path.Combine(run.Root, $"round{round}", "reward");
-                ppo.SaveCheckpoint(run, it, round, elapsedBefore + sw.Elapsed.TotalSeconds);
-                RewardTrainer.Run(rc with { Model = c.Model }, roundDir, false, log, null, cancel, collectWith: run.ModelDir);
-                ppo.ReplaceRewardModel(RewardModel.Load(RoundRm(round), device).Model);
-            }
-            var t0 = sw.Elapsed.TotalSeconds;
-            Rollout r;
-            Dictionary<string, double> m;
-            using (var scope = NewDisposeScope())
-            {
-                var batchPrompts = sampler.Indices(it, 0, c.RolloutBatch).Select(i => prompts[i]).ToList();
-                r = ppo.Collect(batchPrompts, (long)(TokenStream.Mix((ulong)c.Seed, (ulong)it) & 0x7fffffffffff));
-                var t1 = sw.Elapsed.TotalSeconds;
-                long tokens = r.Responses.Sum(x => (long)x.Length);
-                m = RolloutStats(r);
-                foreach (var (k, v) in ppo.Update(r, it)) m[k] = v;
-                var t2 = sw.Elapsed.TotalSeconds;
-                m["rollout_tokens_per_second"] = tokens / Math.Max(1e-9, t1 - t0);
-                m["train_tokens_per_second"] = m["train_tokens"] / Math.Max(1e-9, t2 - t1);
-                m.Remove("train_tokens");
-                m["beta"] = ppo.Beta;
-                m["round"] = round + 1;
-                ppo.AdaptBeta(m["kl"]);
-            }
+            if (round > 0 && it % c.Iterations == 0) ppo.StartRound(run, round, it, clock.TotalSeconds, log, cancel);
+            var m = ppo.Step(sampler.Indices(it, 0, c.RolloutBatch).Select(i => prompts[i]).ToList(), it);
+            m["round"] = round + 1;
             long done = it + 1;
             bool last = done == total;
             if (last || (c.EvalInterval > 0 && done % c.EvalInterval == 0))
@@ -405,28 +438,59 @@ public sealed class PpoTrainer
                 lastEval = ppo.Evaluate(evalSeed);
                 foreach (var (k, v) in lastEval) m[k] = v;
             }
-            m["elapsed_s"] = elapsedBefore + sw.Elapsed.TotalSeconds;
+            m["elapsed_s"] = clock.TotalSeconds;
             metricsLog.Write(done, m);
-            if (done % TrainingLoop.TrimEvery == 0) TorchRuntime.TrimNativeHeap();
+            RunClock.TrimAfter(done);
             if (last || (c.CheckpointInterval > 0 && done % c.CheckpointInterval == 0))
-                ppo.SaveCheckpoint(run, done, round, elapsedBefore + sw.Elapsed.TotalSeconds);
-            progress?.Invoke(new TrainingProgress(done, total, m.GetValueOrDefault("rm_score"), m["rollout_tokens_per_second"],
-                TimeSpan.FromSeconds(elapsedBefore + sw.Elapsed.TotalSeconds),
-                TimeSpan.FromSeconds(sw.Elapsed.TotalSeconds / (done - startIter) * (total - done)), lastEval.Count > 0 && m.ContainsKey("eval_kl") ? lastEval : null));
+                ppo.SaveCheckpoint(run, done, round, clock.TotalSeconds);
+            progress?.Invoke(clock.Progress(done, total, m.GetValueOrDefault("rm_score"), m["rollout_tokens_per_second"],
+                lastEval.Count > 0 && m.ContainsKey("eval_kl") ? lastEval : null));
         }
         if (startIter >= total) lastEval = ppo.Evaluate(evalSeed);
+        return WriteSummary(run, c, ppo.Beta, firstEval, lastEval, total, clock.TotalSeconds);
+    }
 
+    /// <summary>
+    /// The four models (from the run's checkpoint when resuming), the prompts and pretraining text, the
+    /// trainer, and the state to continue from (optimizers, RNG and β restored).
+    /// </summary>
+    static (PpoTrainer Trainer, List<string> Prompts, TrainingState State) Setup(PpoConfig c, RunDirectory run, Device device, bool resuming, Action<string>? log)
+    {
+        var ps = LoadPrompts(c, log);
+        var (policy, tok, _) = HfCheckpoint.Load(resuming ? run.ModelDir : c.Model, device);
+        var (reference, _, _) = HfCheckpoint.Load(c.Model, device);
+        int startRound = resuming ? (int)TrainingState.ReadOnly(run.StateDir).Extra.GetValueOrDefault("round") : 0;
+        var (rm, _) = RewardModel.Load(RoundRewardModel(c, run, startRound), device);
+        RewardModel value;
+        if (resuming) (value, _) = RewardModel.Load(Path.Combine(run.ModelDir, ValueDir), device);
+        else if (c.ValueInit == "reward") (value, _) = RewardModel.Load(c.Reward, device);
+        else value = new RewardModel(HfCheckpoint.Load(c.Model, device).Model);
+        var (ptxTrain, ptxVal) = LoadPretrainText(ps.Corpora, tok);
+
+        var ppo = new PpoTrainer(c, policy, reference, rm, value, tok, ps.Train, ps.Eval, ptxTrain, ptxVal, ps.Oracle);
+        if (!resuming) return (ppo, ps.Train, new TrainingState { Seed = c.Seed });
+        var st = RunCheckpoint.Load(run, ppo._policyOpt, ppo._valueOpt);
+        ppo.Beta = st.Extra.GetValueOrDefault("beta", c.Beta);
+        log?.Invoke($"resuming PPO at iteration {st.Step} (round {startRound + 1}), β = {ppo.Beta:F4}");
+        return (ppo, ps.Train, st);
+    }
+
+    /// <summary>The plots and summary.json: held-out scores, KL and pretraining loss after PPO and before it (sft_*).</summary>
+    static Dictionary<string, object?> WriteSummary(RunDirectory run, PpoConfig c, double beta, Dictionary<string, double>? firstEval,
+        Dictionary<string, double> lastEval, long iterations, double wallSeconds)
+    {
         var rows = MetricsLog.Read(run.MetricsPath);
+        List<(double, double)> Series(string key) => rows.Where(x => x.ContainsKey(key)).Select(x => (x["step"], x[key])).ToList();
         Plots.Lines(run.Path_("ppo_reward.png"), "PPO: reward-model and oracle scores", "iteration", "mean score", new[]
         {
-            ("RM score (rollouts)", rows.Where(x => x.ContainsKey("rm_score")).Select(x => (x["step"], x["rm_score"])).ToList()),
-            ("oracle (rollouts)", rows.Where(x => x.ContainsKey("oracle_score")).Select(x => (x["step"], x["oracle_score"])).ToList()),
-            ("oracle (held-out)", rows.Where(x => x.ContainsKey("eval_oracle_score")).Select(x => (x["step"], x["eval_oracle_score"])).ToList()),
+            ("RM score (rollouts)", Series("rm_score")),
+            ("oracle (rollouts)", Series("oracle_score")),
+            ("oracle (held-out)", Series("eval_oracle_score")),
         });
         Plots.Lines(run.Path_("ppo_kl.png"), "PPO: KL to the SFT model", "iteration", "KL (nats per response)", new[]
         {
-            ("KL (rollouts)", rows.Where(x => x.ContainsKey("kl")).Select(x => (x["step"], x["kl"])).ToList()),
-            ("KL (held-out)", rows.Where(x => x.ContainsKey("eval_kl")).Select(x => (x["step"], x["eval_kl"])).ToList()),
+            ("KL (rollouts)", Series("kl")),
+            ("KL (held-out)", Series("eval_kl")),
         });
         var first = firstEval ?? rows.FirstOrDefault(x => x["step"] == 0) ?? new Dictionary<string, double>();
         var summary = new Dictionary<string, object?>
@@ -440,11 +504,11 @@ public sealed class PpoTrainer
             ["sft_oracle_sentiment_sd"] = first.GetValueOrDefault("eval_oracle_score_sd", double.NaN),
             ["sft_rm_score"] = first.GetValueOrDefault("eval_rm_score", double.NaN),
             ["sft_pretrain_val_loss"] = first.GetValueOrDefault("eval_pretrain_loss", double.NaN),
-            ["beta_final"] = ppo.Beta,
+            ["beta_final"] = beta,
             ["ptx_coef"] = c.PtxCoef,
-            ["iterations"] = total,
+            ["iterations"] = iterations,
             ["rounds"] = c.Rounds,
-            ["wall_seconds"] = elapsedBefore + sw.Elapsed.TotalSeconds,
+            ["wall_seconds"] = wallSeconds,
         };
         double gain = (double)summary["oracle_sentiment"]! - (double)summary["sft_oracle_sentiment"]!;
         summary["oracle_gain"] = gain;

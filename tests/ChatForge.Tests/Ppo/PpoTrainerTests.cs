@@ -33,7 +33,7 @@ public class PpoTrainerTests
         for (int it = 0; it < 40; it++)
         {
             using var scope = NewDisposeScope();
-            var r = ppo.Collect(prompts.Skip(it * 16 % 64).Take(16).ToList(), it);
+            var r = ppo.SampleRollout(prompts.Skip(it * 16 % 64).Take(16).ToList(), it);
             means.Add(r.Scores.mean().item<float>());
             ppo.Update(r, it);
         }
