@@ -50,6 +50,8 @@ public sealed class PpoTrainer
     readonly SentimentOracle? _oracle;
     readonly Device _device;
     public double Beta { get; private set; }
+    /// <summary>The round whose reward model scores the rollouts (0: the given reward model; iterated RLHF retrains it each later round).</summary>
+    public int Round { get; private set; }
 
     /// <param name="reward">Scores (prompts, response texts, response ids) → one reward each; null means the reward model's normalised score.</param>
     public PpoTrainer(PpoConfig c, Gpt policy, Gpt reference, RewardModel? rm, RewardModel value, ITokenizer tok,
@@ -331,13 +333,16 @@ public sealed class PpoTrainer
 
     const string ValueDir = "value";
 
-    /// <summary>model/ with β and the round in the training state, so a resumed run continues with both.</summary>
-    void SaveCheckpoint(RunDirectory run, long iteration, int round, double elapsed)
+    /// <summary>
+    /// model/ with β and the round of the reward model in use in the training state, so a resumed run
+    /// continues with both. The round is recorded only once its reward model is complete.
+    /// </summary>
+    void SaveCheckpoint(RunDirectory run, long iteration, double elapsed)
     {
         var st = new TrainingState
         {
             Step = iteration, Seed = _c.Seed, ElapsedSeconds = elapsed,
-            Extra = new Dictionary<string, double> { ["beta"] = Beta, ["round"] = round },
+            Extra = new Dictionary<string, double> { ["beta"] = Beta, ["round"] = Round },
         };
         RunCheckpoint.Save(run, SaveModel, st, _policyOpt, _valueOpt);
     }
@@ -383,22 +388,35 @@ public sealed class PpoTrainer
 
     static string RoundRewardDir(RunDirectory run, int round) => Path.Combine(run.Root, $"round{round}", "reward");
 
+    /// <summary>A round's reward model is complete once its run wrote summary.json (round 0's is given).</summary>
+    static bool RoundRewardComplete(RunDirectory run, int round) =>
+        round == 0 || File.Exists(Path.Combine(RoundRewardDir(run, round), "summary.json"));
+
     /// <summary>
     /// Iterated RLHF, the start of a later round: new rankings from the current policy, a retrained reward
-    /// model, then more PPO.
+    /// model, then more PPO. Safe to kill at any moment: the checkpoint written first still records the
+    /// previous round, the reward-model run resumes (or is found complete), and only then does the round
+    /// change; the next checkpoint records it.
     /// </summary>
     void StartRound(RunDirectory run, int round, long iteration, double elapsed, Action<string>? log, CancellationToken cancel)
     {
-        log?.Invoke($"round {round + 1}: collecting rankings with the current policy and retraining the reward model");
-        var rc = new RewardConfig
+        SaveCheckpoint(run, iteration, elapsed); // the policy that collects the rankings (collectWith), and a resume point
+        if (!RoundRewardComplete(run, round))
         {
-            Model = _c.Model, Cache = _c.Cache, Collect = _c.RoundCollect with { Seed = _c.Seed + round }, Seed = _c.Seed + round,
-            Deterministic = _c.Deterministic, Device = _c.Device, Threads = _c.Threads,
-            Optim = new RewardConfig().Optim with { MaxSteps = _c.RoundRewardSteps, EvalInterval = 0, CheckpointInterval = 0 },
-        };
-        SaveCheckpoint(run, iteration, round, elapsed);
-        RewardTrainer.Run(rc, RoundRewardDir(run, round), false, log, null, cancel, collectWith: run.ModelDir);
+            log?.Invoke($"round {round + 1}: collecting rankings with the current policy and retraining the reward model");
+            var rc = new RewardConfig
+            {
+                Model = _c.Model, Cache = _c.Cache, Collect = _c.RoundCollect with { Seed = _c.Seed + round }, Seed = _c.Seed + round,
+                Deterministic = _c.Deterministic, Device = _c.Device, Threads = _c.Threads,
+                Optim = new RewardConfig().Optim with { MaxSteps = _c.RoundRewardSteps, EvalInterval = 0, CheckpointInterval = 0 },
+            };
+            RewardTrainer.Run(rc, RoundRewardDir(run, round), resume: true, log, null, cancel, collectWith: run.ModelDir);
+        }
         ReplaceRewardModel(RewardModel.Load(RoundRewardModel(_c, run, round), _device).Model);
+        Round = round;
+        // The reward-model run reseeded the global RNG; reseed it by the round, so what follows does not depend on
+        // whether the reward model was trained in this process or found complete on resume.
+        Native.TorchRuntime.Seed(_c.Seed + round);
     }
 
     public static Dictionary<string, object?> Run(PpoConfig c, string outDir, bool resume, Action<string>? log = null,
@@ -428,7 +446,7 @@ public sealed class PpoTrainer
         {
             cancel.ThrowIfCancellationRequested();
             int round = (int)(it / c.Iterations);
-            if (round > 0 && it % c.Iterations == 0) ppo.StartRound(run, round, it, clock.TotalSeconds, log, cancel);
+            if (round > ppo.Round) ppo.StartRound(run, round, it, clock.TotalSeconds, log, cancel);
             var m = ppo.Step(sampler.Indices(it, 0, c.RolloutBatch).Select(i => prompts[i]).ToList(), it);
             m["round"] = round + 1;
             long done = it + 1;
@@ -442,7 +460,7 @@ public sealed class PpoTrainer
             metricsLog.Write(done, m);
             RunClock.TrimAfter(done);
             if (last || (c.CheckpointInterval > 0 && done % c.CheckpointInterval == 0))
-                ppo.SaveCheckpoint(run, done, round, clock.TotalSeconds);
+                ppo.SaveCheckpoint(run, done, clock.TotalSeconds);
             progress?.Invoke(clock.Progress(done, total, m.GetValueOrDefault("rm_score"), m["rollout_tokens_per_second"],
                 lastEval.Count > 0 && m.ContainsKey("eval_kl") ? lastEval : null));
         }
@@ -460,6 +478,7 @@ public sealed class PpoTrainer
         var (policy, tok, _) = HfCheckpoint.Load(resuming ? run.ModelDir : c.Model, device);
         var (reference, _, _) = HfCheckpoint.Load(c.Model, device);
         int startRound = resuming ? (int)TrainingState.ReadOnly(run.StateDir).Extra.GetValueOrDefault("round") : 0;
+        while (!RoundRewardComplete(run, startRound)) startRound--; // a checkpoint of an earlier version may name an unfinished one: retrain it
         var (rm, _) = RewardModel.Load(RoundRewardModel(c, run, startRound), device);
         RewardModel value;
         if (resuming) (value, _) = RewardModel.Load(Path.Combine(run.ModelDir, ValueDir), device);
@@ -467,7 +486,7 @@ public sealed class PpoTrainer
         else value = new RewardModel(HfCheckpoint.Load(c.Model, device).Model);
         var (ptxTrain, ptxVal) = LoadPretrainText(ps.Corpora, tok);
 
-        var ppo = new PpoTrainer(c, policy, reference, rm, value, tok, ps.Train, ps.Eval, ptxTrain, ptxVal, ps.Oracle);
+        var ppo = new PpoTrainer(c, policy, reference, rm, value, tok, ps.Train, ps.Eval, ptxTrain, ptxVal, ps.Oracle) { Round = startRound };
         if (!resuming) return (ppo, ps.Train, new TrainingState { Seed = c.Seed });
         var st = RunCheckpoint.Load(run, ppo._policyOpt, ppo._valueOpt);
         ppo.Beta = st.Extra.GetValueOrDefault("beta", c.Beta);

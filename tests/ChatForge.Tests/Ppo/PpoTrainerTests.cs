@@ -79,4 +79,37 @@ public class PpoTrainerTests
         Assert.True(File.Exists(d["run/round1/reward/rankings.jsonl"]));
         Assert.Equal(2, MetricsLog.Read(d["run/metrics.jsonl"]).Max(r => r.GetValueOrDefault("round")));
     }
+
+    [Fact]
+    public void A_run_killed_during_a_round_change_resumes_and_ends_with_the_weights_of_an_uninterrupted_run()
+    {
+        using var d = new TempDir();
+        var cache = FakeCorpora.Create(d["cache"]);
+        var baseDir = TinyBase.Create(d["b"]);
+        RewardTrainer.Run(RewardConfig.Tiny with { Model = baseDir, Cache = cache, Deterministic = true }, d["rm"], false);
+        // Checkpoints only at the round change and at the end: a kill in round 2 resumes from the round change.
+        var c = PpoConfig.Tiny with { Model = baseDir, Reward = d["rm/model"], Cache = cache, Iterations = 2, Rounds = 2, CheckpointInterval = 0, Deterministic = true };
+        PpoTrainer.Run(c, d["full"], false);
+
+        // Killed while round 2's reward model is being retrained (its rankings collected, its training not finished).
+        using (var kill = new CancellationTokenSource())
+        {
+            Assert.ThrowsAny<OperationCanceledException>(() => PpoTrainer.Run(c, d["part"], false,
+                log: line => { if (line.StartsWith("round 2:", StringComparison.Ordinal)) kill.Cancel(); }, cancel: kill.Token));
+            Assert.False(File.Exists(d["part/round1/reward/model/model.safetensors"]));
+        }
+        // Killed again after round 2's first iteration: the retrained reward model exists, no later checkpoint does.
+        using (var kill = new CancellationTokenSource())
+        {
+            Assert.ThrowsAny<OperationCanceledException>(() => PpoTrainer.Run(c, d["part"], true,
+                progress: p => { if (p.Step == 3) kill.Cancel(); }, cancel: kill.Token));
+            Assert.True(File.Exists(d["part/round1/reward/model/model.safetensors"]));
+        }
+        PpoTrainer.Run(c, d["part"], true);
+
+        Assert.Equal(File.ReadAllBytes(d["full/round1/reward/model/model.safetensors"]), File.ReadAllBytes(d["part/round1/reward/model/model.safetensors"]));
+        Assert.Equal(File.ReadAllBytes(d["full/model/model.safetensors"]), File.ReadAllBytes(d["part/model/model.safetensors"]));
+        Assert.Equal(File.ReadAllBytes(d["full/model/value/model.safetensors"]), File.ReadAllBytes(d["part/model/value/model.safetensors"]));
+        Assert.Equal(4, MetricsLog.Read(d["part/metrics.jsonl"]).Max(r => r["step"]));
+    }
 }
