@@ -68,7 +68,9 @@ public sealed class PpoTrainer
         _valueOpt = TrainingLoop.CreateOptimizer(value.named_parameters(), po with { LearningRate = c.ValueLearningRate });
         foreach (var p in reference.parameters()) p.requires_grad = false;
         if (rm is not null) { foreach (var p in rm.parameters()) p.requires_grad = false; rm.eval(); }
-        reference.eval();
+        // All four models run without dropout (as TRL does): with it, an update's log π is a noisy copy of the
+        // rollout's and the ratio π/π_old is noise even before the first step. Eval mode only switches dropout off.
+        reference.eval(); policy.eval(); value.eval();
     }
 
     double[] RmReward(IReadOnlyList<string> prompts, IReadOnlyList<string> texts, IReadOnlyList<int[]> _) =>
@@ -188,7 +190,7 @@ public sealed class PpoTrainer
                 Tensor Sel(Tensor x) => x.index_select(0, sel).narrow(1, 0, tr);
                 var oldLogp = Sel(r.OldLogp); var adv = Sel(r.Advantages); var ret = Sel(r.Returns); var oldV = Sel(r.Values);
 
-                _policy.train();
+                _policy.eval(); // no dropout: the rollout's log-probabilities came from this same deterministic forward pass
                 var (logp, ent) = ResponseLogp(_policy, ids, pos, tgt, true);
                 var (pg, clipFrac) = Losses.PpoPolicyLoss(logp, oldLogp, adv, mask, _c.ClipRange);
                 var entropy = Losses.MaskedMean(ent!, mask);
@@ -205,7 +207,7 @@ public sealed class PpoTrainer
                 if (_c.GradClip > 0) nn.utils.clip_grad_norm_(_policy.parameters(), _c.GradClip);
                 _policyOpt.step();
 
-                _value.train();
+                _value.eval();
                 var v = ResponseValues(_value, ids, pos);
                 var vf = Losses.PpoValueLoss(v, oldV, ret, mask, _c.ClipRangeValue);
                 _valueOpt.zero_grad();

@@ -112,4 +112,32 @@ public class PpoTrainerTests
         Assert.Equal(File.ReadAllBytes(d["full/model/value/model.safetensors"]), File.ReadAllBytes(d["part/model/value/model.safetensors"]));
         Assert.Equal(4, MetricsLog.Read(d["part/metrics.jsonl"]).Max(r => r["step"]));
     }
+
+    static double[] LowercaseReward(IReadOnlyList<string> p, IReadOnlyList<string> t, IReadOnlyList<int[]> ids) =>
+        ids.Select(r => (double)r.Count(x => x is >= 'a' and <= 'z')).ToArray();
+
+    [Fact]
+    public void With_dropout_in_the_model_the_first_minibatch_has_ratio_one_and_the_rollout_values()
+    {
+        // GPT-2's own dropout (0.1): PPO's forward passes must match the rollout's, so before any update ρ = 1 exactly.
+        using var d = new TempDir();
+        manual_seed(3);
+        using (var gpt = new Gpt(TinyBase.Config with { ResidPdrop = 0.1, EmbdPdrop = 0.1, AttnPdrop = 0.1 }))
+            HfCheckpoint.Write(d["b"], gpt, new ChatForge.Tokenization.ByteTokenizer());
+        var (policy, tok, _) = HfCheckpoint.Load(d["b"]);
+        var (reference, _, _) = HfCheckpoint.Load(d["b"]);
+        var value = new RewardModel(HfCheckpoint.Load(d["b"]).Model);
+        using (no_grad()) value.ScoreWeight.normal_();
+        var c = PpoConfig.Tiny with { Model = d["b"], Reward = d["b"], RolloutBatch = 8, MiniBatch = 8, PpoEpochs = 1, MaxNewTokens = 8, Deterministic = true };
+        var prompts = Enumerable.Range(0, 8).Select(i => $"P{i}:").ToList();
+        var ppo = new PpoTrainer(c, policy, reference, null, value, tok, prompts, prompts, null, null, null, LowercaseReward);
+
+        var r = ppo.SampleRollout(prompts, 1);
+        var expectedValueLoss = Losses.PpoValueLoss(r.Values, r.Values, r.Returns, r.Mask, c.ClipRangeValue).item<float>();
+        var m = ppo.Update(r, 0);
+        Assert.Equal(1, m["ppo_updates"]);
+        Assert.True(m["approx_kl"] < 1e-9, $"approx KL to the rollout policy before any update: {m["approx_kl"]}");
+        Assert.Equal(0, m["clip_fraction"]);
+        Assert.Equal(expectedValueLoss, m["value_loss"], 1e-5 * Math.Max(1, expectedValueLoss));
+    }
 }
