@@ -128,7 +128,13 @@ public sealed class PpoTrainer
         return (logp, entropy ? -(lp.exp() * lp).sum(-1) : null);
     }
 
-    static Tensor ResponseValues(RewardModel value, Tensor ids, Tensor pos) => value.AllScores(ids).gather(1, pos);
+    /// <summary>
+    /// The value model's prediction at every position (B, T), on the scale of the rewards: its head minus its
+    /// stored offset (<see cref="RewardModel.Mean"/>), over its <see cref="RewardModel.Std"/> (see <see cref="InitialValueModel"/>).
+    /// </summary>
+    public static Tensor Values(RewardModel value, Tensor ids) => (value.AllScores(ids) - value.Mean) / value.Std;
+
+    static Tensor ResponseValues(RewardModel value, Tensor ids, Tensor pos) => Values(value, ids).gather(1, pos);
 
     /// <summary>Samples one response per prompt from the policy and scores it: the rollout PPO's updates learn from.</summary>
     public Rollout SampleRollout(IReadOnlyList<string> prompts, long seed)
@@ -484,8 +490,7 @@ public sealed class PpoTrainer
         var (rm, _) = RewardModel.Load(RoundRewardModel(c, run, startRound), device);
         RewardModel value;
         if (resuming) (value, _) = RewardModel.Load(Path.Combine(run.ModelDir, ValueDir), device);
-        else if (c.ValueInit == "reward") (value, _) = RewardModel.Load(c.Reward, device);
-        else value = new RewardModel(HfCheckpoint.Load(c.Model, device).Model);
+        else value = InitialValueModel(c, device);
         var (ptxTrain, ptxVal) = LoadPretrainText(ps.Corpora, tok);
 
         var ppo = new PpoTrainer(c, policy, reference, rm, value, tok, ps.Train, ps.Eval, ptxTrain, ptxVal, ps.Oracle) { Round = startRound };
@@ -494,6 +499,22 @@ public sealed class PpoTrainer
         ppo.Beta = st.Extra.GetValueOrDefault("beta", c.Beta);
         log?.Invoke($"resuming PPO at iteration {st.Step} (round {startRound + 1}), β = {ppo.Beta:F4}");
         return (ppo, ps.Train, st);
+    }
+
+    /// <summary>
+    /// The value model at the start: the SFT backbone with a zero head (value_init "policy"), or a copy of the
+    /// reward model (value_init "reward") that predicts the normalised score (raw − mean)/sd the rewards are
+    /// built from, not the raw score: its head is divided by sd and the mean becomes an offset of mean/sd
+    /// (score.weight has no bias), so training moves the head on the rewards' scale from the first step.
+    /// </summary>
+    public static RewardModel InitialValueModel(PpoConfig c, Device? device = null)
+    {
+        if (c.ValueInit != "reward") return new RewardModel(HfCheckpoint.Load(c.Model, device).Model);
+        var (value, _) = RewardModel.Load(c.Reward, device);
+        using (no_grad()) value.ScoreWeight.div_(value.Std);
+        value.Mean /= value.Std;
+        value.Std = 1;
+        return value;
     }
 
     /// <summary>The plots and summary.json: held-out scores, KL and pretraining loss after PPO and before it (sft_*).</summary>

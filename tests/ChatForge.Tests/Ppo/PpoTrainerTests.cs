@@ -140,4 +140,40 @@ public class PpoTrainerTests
         Assert.Equal(0, m["clip_fraction"]);
         Assert.Equal(expectedValueLoss, m["value_loss"], 1e-5 * Math.Max(1, expectedValueLoss));
     }
+
+    [Fact]
+    public void The_value_model_starts_out_predicting_the_normalised_score_that_the_rewards_use()
+    {
+        // A reward model whose raw scores are normalised by mean 0.7 and sd 2.5 (as a trained one stores them).
+        using var d = new TempDir();
+        var dir = TinyBase.Create(d["b"], seed: 4);
+        manual_seed(4);
+        var (gpt, tok, _) = HfCheckpoint.Load(dir);
+        using (var rm0 = new RewardModel(gpt))
+        {
+            using (no_grad()) rm0.ScoreWeight.normal_(0, 0.3);
+            rm0.Mean = 0.7; rm0.Std = 2.5;
+            rm0.Save(d["rm"], tok);
+        }
+        var c = PpoConfig.Tiny with { Model = dir, Reward = d["rm"], RolloutBatch = 8, MaxNewTokens = 8, ValueInit = "reward" };
+        var (policy, _, _) = HfCheckpoint.Load(dir);
+        var (reference, _, _) = HfCheckpoint.Load(dir);
+        var (rm, _) = RewardModel.Load(d["rm"]);
+        var value = PpoTrainer.InitialValueModel(c);
+        var prompts = Enumerable.Range(0, 8).Select(i => $"Q{i} ").ToList();
+        var ppo = new PpoTrainer(c, policy, reference, rm, value, tok, prompts, prompts, null, null, null);
+
+        var r = ppo.SampleRollout(prompts, 2);
+        var scores = r.Scores.data<float>().ToArray();
+        Assert.All(scores, s => Assert.True(Math.Abs(s) < c.ScoreClip, $"score {s} is clipped"));
+        Assert.True(scores.Max() - scores.Min() > 0.05, "the rollout's scores should differ");
+        using var _ = no_grad();
+        for (int i = 0; i < prompts.Count; i++)
+        {
+            // The sequence the reward model scored, and the value model's prediction at its last token.
+            var ids = Preferences.Encode(tok, prompts[i], false, r.Texts[i], policy.Config.NPositions).Ids;
+            var v = PpoTrainer.Values(value, tensor(ids.Select(x => (long)x).ToArray()).unsqueeze(0))[0, ids.Length - 1].item<float>();
+            Assert.Equal(scores[i], v, 1e-4);
+        }
+    }
 }
