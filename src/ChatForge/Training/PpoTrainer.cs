@@ -382,13 +382,31 @@ public sealed class PpoTrainer
     /// <summary>Fraction of user prompts held out for evaluation.</summary>
     const double HeldOutPromptFraction = 0.1;
 
+    /// <summary>
+    /// The demo corpora's documents split as pretraining split them: all the training ones for PPO-ptx, the
+    /// validation ones for the held-out pretraining loss. The split is pretraining's split.json, from
+    /// <see cref="PpoConfig.Pretrain"/> or else found from the SFT model (<see cref="Pretrainer.FindSplit"/>);
+    /// without one, the default pretraining config's split is assumed (and said so).
+    /// </summary>
+    public static (List<Document> Train, List<Document> Val) PretrainDocuments(PpoConfig c, Corpora corpora, Action<string>? log = null)
+    {
+        var docs = TextCorpus.Load(new[] { corpora.MobyDick, corpora.Sotu });
+        var found = Pretrainer.FindSplit(c.Pretrain ?? c.Model);
+        if (found is null && c.Pretrain is not null)
+            throw new ChatForgeException($"{c.Pretrain}: no {PretrainSplit.FileName} there (pretrain: a pretraining run, one of its checkpoints, or its split.json)");
+        if (found is null)
+            log?.Invoke($"no {PretrainSplit.FileName} beside {c.Model} or its base models: assuming the default pretraining split (seed {PretrainSplit.DefaultSeed}, val_fraction {PretrainSplit.DefaultValFraction})");
+        var (train, val) = (found?.Split ?? PretrainSplit.Default).Apply(docs);
+        log?.Invoke($"pretraining text: {train.Count} training documents (PPO-ptx), {val.Count} held out{(found is { } f ? $", split from {f.File}" : "")}");
+        return (train, val);
+    }
+
     /// <summary>Pretraining text for PPO-ptx (training split) and the held-out pretraining loss (validation split).</summary>
-    static (TokenStream? Train, TokenStream? Val) LoadPretrainText(Corpora? corpora, ITokenizer tok)
+    static (TokenStream? Train, TokenStream? Val) LoadPretrainText(PpoConfig c, Corpora? corpora, ITokenizer tok, Action<string>? log)
     {
         if (corpora is null) return (null, null);
-        var docs = TextCorpus.Load(new[] { corpora.MobyDick, corpora.Sotu });
-        var (tr, va) = TextCorpus.Split(docs, 0.05, 1337);
-        return (TokenStream.Encode(tr.Take(60), tok), TokenStream.Encode(va, tok));
+        var (tr, va) = PretrainDocuments(c, corpora, log);
+        return (c.PtxCoef > 0 ? TokenStream.Encode(tr, tok) : null, TokenStream.Encode(va, tok));
     }
 
     /// <summary>The reward model of round <paramref name="round"/> (0: the given one; later rounds retrain it inside the run).</summary>
@@ -491,7 +509,7 @@ public sealed class PpoTrainer
         RewardModel value;
         if (resuming) (value, _) = RewardModel.Load(Path.Combine(run.ModelDir, ValueDir), device);
         else value = InitialValueModel(c, device);
-        var (ptxTrain, ptxVal) = LoadPretrainText(ps.Corpora, tok);
+        var (ptxTrain, ptxVal) = LoadPretrainText(c, ps.Corpora, tok, log);
 
         var ppo = new PpoTrainer(c, policy, reference, rm, value, tok, ps.Train, ps.Eval, ptxTrain, ptxVal, ps.Oracle) { Round = startRound };
         if (!resuming) return (ppo, ps.Train, new TrainingState { Seed = c.Seed });
