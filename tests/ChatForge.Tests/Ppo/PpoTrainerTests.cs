@@ -62,8 +62,9 @@ public class PpoTrainerTests
         PpoTrainer.Run(c with { Iterations = 3 }, d["part"], false);
         var resumed = PpoTrainer.Run(c, d["part"], true);
         Assert.Equal(File.ReadAllBytes(d["full/model/model.safetensors"]), File.ReadAllBytes(d["part/model/model.safetensors"]));
-        Assert.NotNull(rm);
-        Assert.NotNull(resumed);
+        Assert.Equal(full["oracle_sentiment"], resumed["oracle_sentiment"]);
+        Assert.Equal(full["kl_to_sft"], resumed["kl_to_sft"]);
+        Assert.Equal(6L, resumed["iterations"]);
     }
 
     [Fact]
@@ -175,5 +176,88 @@ public class PpoTrainerTests
             var v = PpoTrainer.Values(value, tensor(ids.Select(x => (long)x).ToArray()).unsqueeze(0))[0, ids.Length - 1].item<float>();
             Assert.Equal(scores[i], v, 1e-4);
         }
+    }
+
+    /// <summary>A trainer on a fresh tiny byte-level model with a reward function and, optionally, pretraining text.</summary>
+    static PpoTrainer ToyTrainer(TempDir d, PpoConfig c, Func<IReadOnlyList<string>, IReadOnlyList<string>, IReadOnlyList<int[]>, double[]> reward,
+                                 TokenStream? ptxTrain = null, TokenStream? ptxVal = null)
+    {
+        var dir = File.Exists(d["b/config.json"]) ? d["b"] : TinyBase.Create(d["b"], seed: 11);
+        var (policy, tok, _) = HfCheckpoint.Load(dir);
+        var (reference, _, _) = HfCheckpoint.Load(dir);
+        var value = new RewardModel(HfCheckpoint.Load(dir).Model);
+        var prompts = Enumerable.Range(0, 32).Select(i => $"P{i}:").ToList();
+        return new PpoTrainer(c with { Model = dir, Reward = dir }, policy, reference, null, value, tok, prompts, prompts.Take(8).ToList(), ptxTrain, ptxVal, null, reward);
+    }
+
+    static readonly List<string> ToyPrompts = Enumerable.Range(0, 32).Select(i => $"P{i}:").ToList();
+
+    [Fact]
+    public void The_kl_penalty_keeps_the_policy_closer_to_the_reference_than_no_penalty()
+    {
+        // Same seed, same reward (lowercase letters), a learning rate high enough to drift; only β differs.
+        double KlAfterTraining(double beta)
+        {
+            using var d = new TempDir();
+            var c = PpoConfig.Tiny with { RolloutBatch = 16, MiniBatch = 8, Beta = beta, LearningRate = 1e-2, ValueLearningRate = 3e-3, EarlyStopKl = 10, Deterministic = true };
+            var ppo = ToyTrainer(d, c, LowercaseReward);
+            var kls = new List<double>();
+            for (int it = 0; it < 10; it++)
+            {
+                using var scope = NewDisposeScope();
+                kls.Add(ppo.Step(ToyPrompts.Skip(it * 16 % 32).Take(16).ToList(), it)["kl"]);
+            }
+            return kls.Skip(7).Average(); // the last three rollouts' KL to the reference, nats per response
+        }
+        double free = KlAfterTraining(0), penalised = KlAfterTraining(1.0);
+        Assert.True(penalised < free * 0.5, $"KL with β = 1: {penalised:F3} nats, with β = 0: {free:F3}");
+    }
+
+    [Fact]
+    public void Ppo_ptx_lowers_the_pretraining_loss_against_plain_ppo()
+    {
+        using var corpus = new TempDir();
+        var tok = new ChatForge.Tokenization.ByteTokenizer();
+        var docs = TextCorpus.Load(new[] { TestCorpus.WriteText(corpus["c.txt"], 120) });
+        var (trainDocs, valDocs) = TextCorpus.Split(docs, 0.2, 1);
+        var train = TokenStream.Encode(trainDocs, tok);
+        var val = TokenStream.Encode(valDocs, tok);
+        double PretrainLossAfter(double gamma)
+        {
+            using var d = new TempDir();
+            var c = PpoConfig.Tiny with { RolloutBatch = 8, MiniBatch = 4, PtxCoef = gamma, PtxBatch = 4, LearningRate = 3e-3, EarlyStopKl = 10, Deterministic = true };
+            var ppo = ToyTrainer(d, c, LowercaseReward, train, val);
+            for (int it = 0; it < 4; it++)
+            {
+                using var scope = NewDisposeScope();
+                ppo.Step(ToyPrompts.Skip(it * 8).Take(8).ToList(), it);
+            }
+            return ppo.Evaluate(1)["eval_pretrain_loss"];
+        }
+        double plain = PretrainLossAfter(0), ptx = PretrainLossAfter(1);
+        Assert.True(ptx < plain - 0.2, $"held-out pretraining loss with γ = 1: {ptx:F3}, with γ = 0: {plain:F3}");
+    }
+
+    [Fact]
+    public void Training_changes_every_policy_and_value_parameter()
+    {
+        using var d = new TempDir();
+        var c = PpoConfig.Tiny with { RolloutBatch = 8, MiniBatch = 4, EarlyStopKl = 10, Deterministic = true };
+        var dir = TinyBase.Create(d["b"], seed: 11);
+        var (policy, tok, _) = HfCheckpoint.Load(dir);
+        var (reference, _, _) = HfCheckpoint.Load(dir);
+        var value = PpoTrainer.InitialValueModel(c with { Model = dir, ValueInit = "policy" }); // zero head: the hardest case
+        var before = policy.named_parameters().Concat(value.named_parameters().Select(p => ("value." + p.name, p.parameter)))
+            .Select(p => (p.Item1, p.Item2.detach().clone())).ToList();
+        var ppo = new PpoTrainer(c with { Model = dir, Reward = dir }, policy, reference, null, value, tok, ToyPrompts, ToyPrompts, null, null, null, LowercaseReward);
+        for (int it = 0; it < 2; it++)
+        {
+            using var scope = NewDisposeScope();
+            ppo.Step(ToyPrompts.Skip(it * 8).Take(8).ToList(), it);
+        }
+        var after = policy.named_parameters().Concat(value.named_parameters().Select(p => ("value." + p.name, p.parameter))).ToDictionary(p => p.Item1, p => p.Item2);
+        Assert.Equal(before.Count, after.Count);
+        foreach (var (name, old) in before)
+            Assert.True((old - after[name]).abs().max().item<float>() > 0, $"{name} did not change");
     }
 }
