@@ -27,7 +27,7 @@ public sealed class PpoTrainer
     public const double AdaptiveKlMaxError = 0.2;
     /// <summary>Rollouts sample from the policy's own distribution.</summary>
     const double RolloutTemperature = 1.0;
-    /// <summary>Adam's β₂ for the policy and value optimizers (0.95, as for large-batch language-model training).</summary>
+    /// <summary>Adam's β₂ for the policy and value optimizers.</summary>
     const double AdamBeta2 = 0.95;
     /// <summary>Salt of the per-iteration RNG that orders a rollout's minibatches.</summary>
     const ulong MinibatchOrderSalt = 17;
@@ -442,7 +442,7 @@ public sealed class PpoTrainer
         Round = round;
         // The reward-model run reseeded the global RNG; reseed it by the round, so what follows does not depend on
         // whether the reward model was trained in this process or found complete on resume.
-        Native.TorchRuntime.Seed(_c.Seed + round);
+        TorchRuntime.Seed(_c.Seed + round);
     }
 
     public static Dictionary<string, object?> Run(PpoConfig c, string outDir, bool resume, Action<string>? log = null,

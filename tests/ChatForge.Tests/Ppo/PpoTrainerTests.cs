@@ -47,7 +47,7 @@ public class PpoTrainerTests
         using var d = new TempDir();
         var cache = FakeCorpora.Create(d["cache"]);
         var baseDir = TinyBase.Create(d["b"]);
-        var rm = RewardTrainer.Run(RewardConfig.Tiny with { Model = baseDir, Cache = cache, Deterministic = true }, d["rm"], false);
+        RewardTrainer.Run(RewardConfig.Tiny with { Model = baseDir, Cache = cache, Deterministic = true }, d["rm"], false);
         var c = PpoConfig.Tiny with { Model = baseDir, Reward = d["rm/model"], Cache = cache, Deterministic = true, PtxCoef = 0.5 };
         var full = PpoTrainer.Run(c, d["full"], false);
         foreach (var k in new[] { "oracle_sentiment", "rm_score", "kl_to_sft", "pretrain_val_loss", "sft_oracle_sentiment" })
