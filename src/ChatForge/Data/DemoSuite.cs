@@ -24,8 +24,9 @@ public sealed record DemoSuite(
 
     /// <param name="textExamples">Plain-text passages from the pretraining training split mixed in ({"text"}), so the
     /// model keeps continuing ordinary text (the sentiment task prompts the SFT model with raw text).</param>
+    /// <param name="split">The pretraining split the passages keep to (null: the default pretraining config's).</param>
     public static DemoSuite Build(Corpora c, int sentimentExamples = 1000, int spamExamples = 600, int conversations = 400,
-                                  int heldOutWords = 200, int heldOutEmails = 200, int textExamples = 150)
+                                  int heldOutWords = 200, int heldOutEmails = 200, int textExamples = 150, PretrainSplit? split = null)
     {
         var states = DemoTasks.LoadCapitals(c.StatesCapitals);
         var (seen, held) = DemoTasks.SplitStates(states, HeldOutStateCount, TaskSeed);
@@ -51,7 +52,7 @@ public sealed record DemoSuite(
         all.AddRange(DemoTasks.Conversations(seen, trainWords, conversations, TaskSeed));
         if (textExamples > 0)
         {
-            var (trainDocs, _) = TextCorpus.Split(TextCorpus.Load(new[] { c.MobyDick, c.Sotu }), 0.05, 1337); // pretraining's split
+            var (trainDocs, _) = (split ?? PretrainSplit.Default).Apply(TextCorpus.Load(new[] { c.MobyDick, c.Sotu })); // pretraining's split
             var passages = trainDocs.SelectMany(d => TextCorpus.Blocks(d.Text, 150)).Where(p => p.Length is > 120 and < 320)
                 .OrderBy(p => HashSplit.Unit(TaskSeed, "text:" + p)).Take(textExamples);
             all.AddRange(passages.Select(p => new SftExample(null, p, "text")));

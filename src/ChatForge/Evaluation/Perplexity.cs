@@ -60,8 +60,11 @@ public static class Perplexity
         return (nats / n, ids.Length);
     }
 
+    /// <summary>Held-out windows of <see cref="PretrainLoss"/>, and how many go through the model at once.</summary>
+    public const int PretrainLossWindows = 64, PretrainLossBatch = 16;
+
     /// <summary>Mean next-token loss on a fixed set of held-out pretraining windows.</summary>
-    public static double PretrainLoss(Gpt model, TokenStream val, int windows = 64)
+    public static double PretrainLoss(Gpt model, TokenStream val, int windows = PretrainLossWindows)
     {
         int t = Math.Min(model.Config.NPositions, val.Tokens.Length - 2);
         var offs = val.EvalOffsets(t, windows);
@@ -69,10 +72,10 @@ public static class Perplexity
         using var _ = no_grad();
         model.eval();
         var device = model.TokenEmbedding.device;
-        for (int i = 0; i < offs.Length; i += 16)
+        for (int i = 0; i < offs.Length; i += PretrainLossBatch)
         {
             using var scope = NewDisposeScope();
-            var (x, y) = CausalBatch.Windows(val, offs.Skip(i).Take(16).ToArray(), t, device);
+            var (x, y) = CausalBatch.Windows(val, offs.Skip(i).Take(PretrainLossBatch).ToArray(), t, device);
             var (s, c) = LogProbs.CrossEntropySum(model.call(x), y);
             nats += s.item<float>(); n += c.item<long>();
         }

@@ -144,7 +144,7 @@ public static class PreferenceCollection
             ["labeler_agreement"] = pairs == 0 ? double.NaN : agree / pairs,
             ["tie_fraction"] = all == 0 ? 0 : ties / all,
             ["oracle_mean"] = scores.Count == 0 ? double.NaN : scores.Average(),
-            ["oracle_sd"] = scores.Count < 2 ? double.NaN : Stats.SampleStd(scores),
+            ["oracle_sd"] = Stats.SampleStd(scores),
         };
     }
 }

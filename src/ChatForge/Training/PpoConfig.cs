@@ -18,6 +18,12 @@ public sealed record PpoConfig : RunOptions
     public string Model { get; init; } = "";
     /// <summary>The reward model (frozen).</summary>
     public string Reward { get; init; } = "";
+    /// <summary>
+    /// Where pretraining recorded its split (split.json, or the pretraining run or checkpoint holding it), for
+    /// PPO-ptx's training text and the held-out pretraining loss. Null: found from the SFT model through the
+    /// chatforge.base_model chain of config.json files.
+    /// </summary>
+    public string? Pretrain { get; init; }
     /// <summary>{"prompt"} JSONL files; empty means the demo's sentiment prompts (held-out corpus sentence openings).</summary>
     public List<string> Prompts { get; init; } = new();
     /// <summary>Prompts are user messages under the chat template (true) or plain text the response continues (false).</summary>

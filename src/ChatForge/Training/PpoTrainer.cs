@@ -24,6 +24,19 @@ namespace ChatForge.Training;
 /// </summary>
 public sealed class PpoTrainer
 {
+    /// <summary>Largest proportional KL error the adaptive controller acts on (Ziegler et al.: ±0.2).</summary>
+    public const double AdaptiveKlMaxError = 0.2;
+    /// <summary>Rollouts sample from the policy's own distribution.</summary>
+    const double RolloutTemperature = 1.0;
+    /// <summary>Adam's β₂ for the policy and value optimizers.</summary>
+    const double AdamBeta2 = 0.95;
+    /// <summary>Salt of the per-iteration RNG that orders a rollout's minibatches.</summary>
+    const ulong MinibatchOrderSalt = 17;
+    /// <summary>Salt of the held-out evaluation's sampling seed (the same held-out samples every evaluation).</summary>
+    const ulong EvalSeedSalt = 999;
+    /// <summary>PPO-ptx draws update u of iteration i from pretraining batch i × this + u (room for that many updates per rollout).</summary>
+    const long PtxBatchesPerIteration = 1000;
+
     readonly PpoConfig _c;
     readonly Gpt _policy, _ref;
     RewardModel? _rm;
@@ -36,6 +49,8 @@ public sealed class PpoTrainer
     readonly SentimentOracle? _oracle;
     readonly Device _device;
     public double Beta { get; private set; }
+    /// <summary>The round whose reward model scores the rollouts (0: the given reward model; iterated RLHF retrains it each later round).</summary>
+    public int Round { get; private set; }
 
     /// <param name="reward">Scores (prompts, response texts, response ids) → one reward each; null means the reward model's normalised score.</param>
     public PpoTrainer(PpoConfig c, Gpt policy, Gpt reference, RewardModel? rm, RewardModel value, ITokenizer tok,
@@ -47,12 +62,14 @@ public sealed class PpoTrainer
         _prompts = prompts; _evalPrompts = evalPrompts; _ptxTrain = ptxTrain; _ptxVal = ptxVal; _oracle = oracle;
         _device = policy.TokenEmbedding.device;
         Beta = c.Beta;
-        var po = new OptimConfig { LearningRate = c.LearningRate, WeightDecay = 0, Beta2 = 0.95 };
+        var po = new OptimConfig { LearningRate = c.LearningRate, WeightDecay = 0, Beta2 = AdamBeta2 };
         _policyOpt = TrainingLoop.CreateOptimizer(policy.named_parameters(), po);
         _valueOpt = TrainingLoop.CreateOptimizer(value.named_parameters(), po with { LearningRate = c.ValueLearningRate });
         foreach (var p in reference.parameters()) p.requires_grad = false;
         if (rm is not null) { foreach (var p in rm.parameters()) p.requires_grad = false; rm.eval(); }
-        reference.eval();
+        // All four models run without dropout (as TRL does): with it, an update's log π is a noisy copy of the
+        // rollout's and the ratio π/π_old is noise even before the first step. Eval mode only switches dropout off.
+        reference.eval(); policy.eval(); value.eval();
     }
 
     double[] RmReward(IReadOnlyList<string> prompts, IReadOnlyList<string> texts, IReadOnlyList<int[]> _) =>
@@ -110,15 +127,22 @@ public sealed class PpoTrainer
         return (logp, entropy ? -(lp.exp() * lp).sum(-1) : null);
     }
 
-    static Tensor ResponseValues(RewardModel value, Tensor ids, Tensor pos) => value.AllScores(ids).gather(1, pos);
+    /// <summary>
+    /// The value model's prediction at every position (B, T), on the scale of the rewards: its head minus its
+    /// stored offset (<see cref="RewardModel.Mean"/>), over its <see cref="RewardModel.Std"/> (see <see cref="InitialValueModel"/>).
+    /// </summary>
+    public static Tensor Values(RewardModel value, Tensor ids) => (value.AllScores(ids) - value.Mean) / value.Std;
 
-    public Rollout Collect(IReadOnlyList<string> prompts, long seed)
+    static Tensor ResponseValues(RewardModel value, Tensor ids, Tensor pos) => Values(value, ids).gather(1, pos);
+
+    /// <summary>Samples one response per prompt from the policy and scores it: the rollout PPO's updates learn from.</summary>
+    public Rollout SampleRollout(IReadOnlyList<string> prompts, long seed)
     {
         var queries = prompts.Select(p => _c.Chat ? ChatTemplate.Encode(_tok, new[] { new ChatMessage("user", p) }, true).Ids : _tok.Encode(p)).ToList();
         var gen = new TextGenerator(_policy, _tok);
         var o = new SamplingOptions
         {
-            Temperature = 1.0, MaxNewTokens = _c.MaxNewTokens, Seed = seed,
+            Temperature = RolloutTemperature, MaxNewTokens = _c.MaxNewTokens, Seed = seed,
             StopTokenIds = _c.Chat ? new[] { _tok.Id(SpecialTokens.ImEnd) } : Array.Empty<int>(),
         };
         var comps = gen.Generate(queries, o);
@@ -155,7 +179,7 @@ public sealed class PpoTrainer
         var sums = new Dictionary<string, double>();
         int n = r.Queries.Count, updates = 0;
         long trainTokens = 0;
-        var rng = new Random((int)(TokenStream.Mix((ulong)_c.Seed, (ulong)iteration, 17) & 0x7fffffff));
+        var rng = new Random((int)(TokenStream.Mix((ulong)_c.Seed, (ulong)iteration, MinibatchOrderSalt) & 0x7fffffff));
         bool stop = false;
         for (int epoch = 0; epoch < _c.PpoEpochs && !stop; epoch++)
         {
@@ -171,7 +195,7 @@ public sealed class PpoTrainer
                 Tensor Sel(Tensor x) => x.index_select(0, sel).narrow(1, 0, tr);
                 var oldLogp = Sel(r.OldLogp); var adv = Sel(r.Advantages); var ret = Sel(r.Returns); var oldV = Sel(r.Values);
 
-                _policy.train();
+                _policy.eval(); // no dropout: the rollout's log-probabilities came from this same deterministic forward pass
                 var (logp, ent) = ResponseLogp(_policy, ids, pos, tgt, true);
                 var (pg, clipFrac) = Losses.PpoPolicyLoss(logp, oldLogp, adv, mask, _c.ClipRange);
                 var entropy = Losses.MaskedMean(ent!, mask);
@@ -179,10 +203,7 @@ public sealed class PpoTrainer
                 double ptx = double.NaN;
                 if (_c.PtxCoef > 0 && _ptxTrain is not null)
                 {
-                    int bt = Math.Min(Math.Min(_c.PtxLength, _policy.Config.NPositions), _ptxTrain.Tokens.Length - 2);
-                    var offs = _ptxTrain.RandomOffsets(_c.Seed, iteration * 1000 + updates, 0, _c.PtxBatch, bt);
-                    var (x, y) = CausalBatch.Windows(_ptxTrain, offs, bt, _device);
-                    var ptxLoss = Losses.CrossEntropy(_policy.call(x), y);
+                    var ptxLoss = PtxLoss(iteration * PtxBatchesPerIteration + updates);
                     policyLoss = policyLoss + _c.PtxCoef * ptxLoss;
                     ptx = ptxLoss.item<float>();
                 }
@@ -191,7 +212,7 @@ public sealed class PpoTrainer
                 if (_c.GradClip > 0) nn.utils.clip_grad_norm_(_policy.parameters(), _c.GradClip);
                 _policyOpt.step();
 
-                _value.train();
+                _value.eval();
                 var v = ResponseValues(_value, ids, pos);
                 var vf = Losses.PpoValueLoss(v, oldV, ret, mask, _c.ClipRangeValue);
                 _valueOpt.zero_grad();
@@ -216,11 +237,44 @@ public sealed class PpoTrainer
         return m;
     }
 
+    /// <summary>PPO-ptx: the policy's next-token loss on pretraining batch <paramref name="batch"/> (random training windows).</summary>
+    Tensor PtxLoss(long batch)
+    {
+        int bt = Math.Min(Math.Min(_c.PtxLength, _policy.Config.NPositions), _ptxTrain!.Tokens.Length - 2);
+        var offs = _ptxTrain.RandomOffsets(_c.Seed, batch, 0, _c.PtxBatch, bt);
+        var (x, y) = CausalBatch.Windows(_ptxTrain, offs, bt, _device);
+        return Losses.CrossEntropy(_policy.call(x), y);
+    }
+
+    /// <summary>
+    /// One PPO iteration: a rollout on <paramref name="prompts"/>, the updates on it, then β adapted to the
+    /// rollout's KL. Returns the rollout's statistics, the update's metrics, throughputs and the β it ran with.
+    /// </summary>
+    public Dictionary<string, double> Step(IReadOnlyList<string> prompts, long iteration)
+    {
+        using var scope = NewDisposeScope();
+        var sw = Stopwatch.StartNew();
+        var r = SampleRollout(prompts, RolloutSeed(_c.Seed, iteration));
+        var rolloutSeconds = sw.Elapsed.TotalSeconds;
+        long tokens = r.Responses.Sum(x => (long)x.Length);
+        var m = RolloutStats(r);
+        foreach (var (k, v) in Update(r, iteration)) m[k] = v;
+        var updateSeconds = sw.Elapsed.TotalSeconds - rolloutSeconds;
+        m["rollout_tokens_per_second"] = tokens / Math.Max(1e-9, rolloutSeconds);
+        m["train_tokens_per_second"] = m["train_tokens"] / Math.Max(1e-9, updateSeconds);
+        m.Remove("train_tokens");
+        m["beta"] = Beta;
+        Beta = AdaptBeta(Beta, m["kl"], _c.AdaptiveKl, _c.RolloutBatch);
+        return m;
+    }
+
+    static long RolloutSeed(long seed, long iteration) => (long)(TokenStream.Mix((ulong)seed, (ulong)iteration) & 0x7fffffffffff);
+
     /// <summary>Held-out metrics: oracle and RM scores of sampled responses, KL to the reference, pretraining loss.</summary>
     public Dictionary<string, double> Evaluate(long seed)
     {
         using var scope = NewDisposeScope();
-        var r = Collect(_evalPrompts, seed);
+        var r = SampleRollout(_evalPrompts, seed);
         var m = RolloutStats(r);
         m = m.ToDictionary(kv => "eval_" + kv.Key, kv => kv.Value);
         if (_ptxVal is not null) m["eval_pretrain_loss"] = Perplexity.PretrainLoss(_policy, _ptxVal);
@@ -239,34 +293,136 @@ public sealed class PpoTrainer
         if (r.Oracle.Length > 0)
         {
             m["oracle_score"] = r.Oracle.Average();
-            m["oracle_score_sd"] = Math.Sqrt(r.Oracle.Select(x => (x - r.Oracle.Average()) * (x - r.Oracle.Average())).Sum() / Math.Max(1, r.Oracle.Length - 1));
+            m["oracle_score_sd"] = Stats.SampleStd(r.Oracle);
         }
         return m;
     }
 
-    void AdaptBeta(double kl)
+    /// <summary>
+    /// The adaptive KL controller of Ziegler et al. (2019): β ← β·(1 + clip((KL − target)/target, ±0.2)·n/horizon),
+    /// n = rollouts per iteration. A KL above the target raises β, below lowers it; no controller keeps β.
+    /// </summary>
+    public static double AdaptBeta(double beta, double kl, AdaptiveKlConfig? controller, int rolloutSize)
     {
-        if (_c.AdaptiveKl is not { } a) return;
-        double err = Math.Clamp((kl - a.Target) / a.Target, -0.2, 0.2);
-        Beta *= 1 + err * _c.RolloutBatch / a.Horizon;
+        if (controller is null) return beta;
+        double err = Math.Clamp((kl - controller.Target) / controller.Target, -AdaptiveKlMaxError, AdaptiveKlMaxError);
+        return beta * (1 + err * rolloutSize / controller.Horizon);
     }
 
-    void SaveCheckpoint(RunDirectory run, long iteration, int round, double elapsed)
+    /// <summary>The policy (Hugging Face layout) with the value model in value/.</summary>
+    void SaveModel(string dir)
     {
-        AtomicFile.ReplaceDirectory(run.ModelDir, dir =>
+        HfCheckpoint.Write(dir, _policy, _tok, configExtra: new System.Text.Json.Nodes.JsonObject
         {
-            HfCheckpoint.Write(dir, _policy, _tok, configExtra: new System.Text.Json.Nodes.JsonObject
-            {
-                ["chatforge"] = new System.Text.Json.Nodes.JsonObject { ["stage"] = "ppo", ["base_model"] = _c.Model, ["reward_model"] = _c.Reward },
-            });
-            _value.Save(Path.Combine(dir, "value"), _tok, stage: "value");
-            var st = new TrainingState
-            {
-                Step = iteration, Seed = _c.Seed, ElapsedSeconds = elapsed,
-                Extra = new Dictionary<string, double> { ["beta"] = Beta, ["round"] = round },
-            };
-            st.Save(Path.Combine(dir, TrainingState.DirName), _policyOpt, _valueOpt);
+            ["chatforge"] = new System.Text.Json.Nodes.JsonObject { ["stage"] = "ppo", ["base_model"] = _c.Model, ["reward_model"] = _c.Reward },
         });
+        _value.Save(Path.Combine(dir, ValueDir), _tok, stage: "value");
+    }
+
+    const string ValueDir = "value";
+
+    /// <summary>
+    /// model/ with β and the round of the reward model in use in the training state, so a resumed run
+    /// continues with both. The round is recorded only once its reward model is complete.
+    /// </summary>
+    void SaveCheckpoint(RunDirectory run, long iteration, double elapsed)
+    {
+        var st = new TrainingState
+        {
+            Step = iteration, Seed = _c.Seed, ElapsedSeconds = elapsed,
+            Extra = new Dictionary<string, double> { ["beta"] = Beta, ["round"] = Round },
+        };
+        RunCheckpoint.Save(run, SaveModel, st, _policyOpt, _valueOpt);
+    }
+
+    // ---- The run: setup, then per iteration (round step when a round starts) rollout + update, then the summary ----
+
+    /// <summary>The rollout prompts, the held-out prompts, the oracle and (with the demo data) the corpora.</summary>
+    sealed record PromptSet(List<string> Train, List<string> Eval, SentimentOracle? Oracle, Corpora? Corpora);
+
+    /// <summary>The demo's sentiment prompts (held-out corpus sentence openings), or {"prompt"} files with a seeded tenth held out.</summary>
+    static PromptSet LoadPrompts(PpoConfig c, Action<string>? log)
+    {
+        if (c.Prompts.Count == 0)
+        {
+            var corpora = Corpora.OpenOrFetch(c.Cache, log);
+            var (prompts, evalPrompts) = SentimentPrompts.Build(corpora);
+            return new PromptSet(prompts, evalPrompts.Take(c.EvalPrompts).ToList(), SentimentOracle.FromCorpora(corpora), corpora);
+        }
+        var all = c.Prompts.SelectMany(f => Jsonl.Read(f).Select(r => r.Row.String("prompt", f, r.Line))).ToList();
+        if (all.Count < 2) throw new ChatForgeException("need at least two prompts");
+        var eval = all.Where(p => HashSplit.Unit(c.Seed, "ppo:" + p) < HeldOutPromptFraction).Take(c.EvalPrompts).ToList();
+        if (eval.Count == 0) eval.Add(all[^1]);
+        var train = all.Except(eval).ToList();
+        if (!Corpora.IsFetched(c.Cache)) return new PromptSet(train, eval, null, null);
+        var fetched = Corpora.Open(c.Cache);
+        return new PromptSet(train, eval, SentimentOracle.FromCorpora(fetched), fetched);
+    }
+
+    /// <summary>Fraction of user prompts held out for evaluation.</summary>
+    const double HeldOutPromptFraction = 0.1;
+
+    /// <summary>
+    /// The demo corpora's documents split as pretraining split them: all the training ones for PPO-ptx, the
+    /// validation ones for the held-out pretraining loss. The split is pretraining's split.json, from
+    /// <see cref="PpoConfig.Pretrain"/> or else found from the SFT model (<see cref="Pretrainer.FindSplit"/>);
+    /// without one, the default pretraining config's split is assumed (and said so).
+    /// </summary>
+    public static (List<Document> Train, List<Document> Val) PretrainDocuments(PpoConfig c, Corpora corpora, Action<string>? log = null)
+    {
+        var docs = TextCorpus.Load(new[] { corpora.MobyDick, corpora.Sotu });
+        var found = Pretrainer.FindSplit(c.Pretrain ?? c.Model);
+        if (found is null && c.Pretrain is not null)
+            throw new ChatForgeException($"{c.Pretrain}: no {PretrainSplit.FileName} there (pretrain: a pretraining run, one of its checkpoints, or its split.json)");
+        if (found is null)
+            log?.Invoke($"no {PretrainSplit.FileName} beside {c.Model} or its base models: assuming the default pretraining split (seed {PretrainSplit.DefaultSeed}, val_fraction {PretrainSplit.DefaultValFraction})");
+        var (train, val) = (found?.Split ?? PretrainSplit.Default).Apply(docs);
+        log?.Invoke($"pretraining text: {train.Count} training documents (PPO-ptx), {val.Count} held out{(found is { } f ? $", split from {f.File}" : "")}");
+        return (train, val);
+    }
+
+    /// <summary>Pretraining text for PPO-ptx (training split) and the held-out pretraining loss (validation split).</summary>
+    static (TokenStream? Train, TokenStream? Val) LoadPretrainText(PpoConfig c, Corpora? corpora, ITokenizer tok, Action<string>? log)
+    {
+        if (corpora is null) return (null, null);
+        var (tr, va) = PretrainDocuments(c, corpora, log);
+        return (c.PtxCoef > 0 ? TokenStream.Encode(tr, tok) : null, TokenStream.Encode(va, tok));
+    }
+
+    /// <summary>The reward model of round <paramref name="round"/> (0: the given one; later rounds retrain it inside the run).</summary>
+    static string RoundRewardModel(PpoConfig c, RunDirectory run, int round) => round == 0 ? c.Reward : Path.Combine(RoundRewardDir(run, round), "model");
+
+    static string RoundRewardDir(RunDirectory run, int round) => Path.Combine(run.Root, $"round{round}", "reward");
+
+    /// <summary>A round's reward model is complete once its run wrote summary.json (round 0's is given).</summary>
+    static bool RoundRewardComplete(RunDirectory run, int round) =>
+        round == 0 || File.Exists(Path.Combine(RoundRewardDir(run, round), "summary.json"));
+
+    /// <summary>
+    /// Iterated RLHF, the start of a later round: new rankings from the current policy, a retrained reward
+    /// model, then more PPO. Safe to kill at any moment: the checkpoint written first still records the
+    /// previous round, the reward-model run resumes (or is found complete), and only then does the round
+    /// change; the next checkpoint records it.
+    /// </summary>
+    void StartRound(RunDirectory run, int round, long iteration, double elapsed, Action<string>? log, CancellationToken cancel)
+    {
+        SaveCheckpoint(run, iteration, elapsed); // the policy that collects the rankings (collectWith), and a resume point
+        if (!RoundRewardComplete(run, round))
+        {
+            log?.Invoke($"round {round + 1}: collecting rankings with the current policy and retraining the reward model");
+            var rc = new RewardConfig
+            {
+                Model = _c.Model, Cache = _c.Cache, Collect = _c.RoundCollect with { Seed = _c.Seed + round }, Seed = _c.Seed + round,
+                Deterministic = _c.Deterministic, Device = _c.Device, Threads = _c.Threads,
+                Optim = new RewardConfig().Optim with { MaxSteps = _c.RoundRewardSteps, EvalInterval = 0, CheckpointInterval = 0 },
+            };
+            RewardTrainer.Run(rc, RoundRewardDir(run, round), resume: true, log, null, cancel, collectWith: run.ModelDir);
+        }
+        ReplaceRewardModel(RewardCheckpoint.Load(RoundRewardModel(_c, run, round), _device).Model);
+        Round = round;
+        // The reward-model run reseeded the global RNG; reseed it by the round, so what follows does not depend on
+        // whether the reward model was trained in this process or found complete on resume.
+        TorchRuntime.Seed(_c.Seed + round);
     }
 
     public static Dictionary<string, object?> Run(PpoConfig c, string outDir, bool resume, Action<string>? log = null,
@@ -274,66 +430,16 @@ public sealed class PpoTrainer
     {
         c.Validate("ppo config");
         var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume);
+        var (ppo, prompts, state) = Setup(c, run, device, resuming, log);
 
-        // Prompts and, for the demo, the oracle and pretraining text (PPO-ptx, held-out pretraining loss).
-        List<string> prompts, evalPrompts;
-        SentimentOracle? oracle = null;
-        Corpora? corpora = null;
-        if (c.Prompts.Count == 0)
-        {
-            corpora = Corpora.OpenOrFetch(c.Cache, log);
-            (prompts, evalPrompts) = SentimentPrompts.Build(corpora);
-            evalPrompts = evalPrompts.Take(c.EvalPrompts).ToList();
-            oracle = SentimentOracle.FromCorpora(corpora);
-        }
-        else
-        {
-            var all = c.Prompts.SelectMany(f => Jsonl.Read(f).Select(r => r.Row.String("prompt", f, r.Line))).ToList();
-            if (all.Count < 2) throw new ChatForgeException("need at least two prompts");
-            evalPrompts = all.Where(p => HashSplit.Unit(c.Seed, "ppo:" + p) < 0.1).Take(c.EvalPrompts).ToList();
-            if (evalPrompts.Count == 0) evalPrompts.Add(all[^1]);
-            prompts = all.Except(evalPrompts).ToList();
-            if (Corpora.IsFetched(c.Cache)) { corpora = Corpora.Open(c.Cache); oracle = SentimentOracle.FromCorpora(corpora); }
-        }
-
-        var policyDir = resuming ? run.ModelDir : c.Model;
-        var (policy, tok, _) = HfCheckpoint.Load(policyDir, device);
-        var (reference, _, _) = HfCheckpoint.Load(c.Model, device);
-        var state = resuming ? TrainingState.ReadOnly(run.StateDir) : null;
-        int startRound = (int)(state?.Extra.GetValueOrDefault("round") ?? 0);
-        string RoundRm(int r) => r == 0 ? c.Reward : Path.Combine(run.Root, $"round{r}", "reward", "model");
-        var (rm, _) = RewardCheckpoint.Load(RoundRm(startRound), device);
-        RewardModel value;
-        if (resuming) (value, _) = RewardCheckpoint.Load(Path.Combine(run.ModelDir, "value"), device);
-        else if (c.ValueInit == "reward") (value, _) = RewardCheckpoint.Load(c.Reward, device);
-        else value = new RewardModel(HfCheckpoint.Load(c.Model, device).Model);
-
-        TokenStream? ptxTrain = null, ptxVal = null;
-        if (corpora is not null)
-        {
-            var docs = TextCorpus.Load(new[] { corpora.MobyDick, corpora.Sotu });
-            var (tr, va) = TextCorpus.Split(docs, 0.05, 1337);
-            ptxTrain = TokenStream.Encode(tr.Take(60), tok);
-            ptxVal = TokenStream.Encode(va, tok);
-        }
-
-        var ppo = new PpoTrainer(c, policy, reference, rm, value, tok, prompts, evalPrompts, ptxTrain, ptxVal, oracle);
-        long startIter = 0;
-        double elapsedBefore = 0;
-        if (resuming)
-        {
-            var st = TrainingState.Load(run.StateDir, ppo._policyOpt, ppo._valueOpt);
-            startIter = st.Step; elapsedBefore = st.ElapsedSeconds;
-            ppo.Beta = st.Extra.GetValueOrDefault("beta", c.Beta);
-            log?.Invoke($"resuming PPO at iteration {startIter} (round {startRound + 1}), β = {ppo.Beta:F4}");
-        }
+        long startIter = state.Step;
+        long total = (long)c.Iterations * c.Rounds;
+        var clock = new RunClock(state.ElapsedSeconds, startIter);
         using var metricsLog = new MetricsLog(run, resuming ? startIter : -1);
         var sampler = new EpochSampler(prompts.Count, c.Seed, c.RolloutBatch);
-        long total = (long)c.Iterations * c.Rounds;
-        var sw = Stopwatch.StartNew();
+        long evalSeed = (long)(TokenStream.Mix((ulong)c.Seed, EvalSeedSalt) & 0x7fffffff); // the same held-out samples every evaluation
         Dictionary<string, double> lastEval = new();
         Dictionary<string, double>? firstEval = null;
-        long evalSeed = (long)(TokenStream.Mix((ulong)c.Seed, 999) & 0x7fffffff); // the same held-out samples every evaluation
 
         if (!resuming)
         {
@@ -346,40 +452,9 @@ public sealed class PpoTrainer
         {
             cancel.ThrowIfCancellationRequested();
             int round = (int)(it / c.Iterations);
-            if (round > 0 && it % c.Iterations == 0)
-            {
-                // Iterated RLHF: new rankings from the current policy, a retrained reward model, then more PPO.
-                log?.Invoke($"round {round + 1}: collecting rankings with the current policy and retraining the reward model");
-                var rc = new RewardConfig
-                {
-                    Model = c.Model, Cache = c.Cache, Collect = c.RoundCollect with { Seed = c.Seed + round }, Seed = c.Seed + round,
-                    Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads,
-                    Optim = new RewardConfig().Optim with { MaxSteps = c.RoundRewardSteps, EvalInterval = 0, CheckpointInterval = 0 },
-                };
-                var roundDir = Path.Combine(run.Root, $"round{round}", "reward");
-                ppo.SaveCheckpoint(run, it, round, elapsedBefore + sw.Elapsed.TotalSeconds);
-                RewardTrainer.Run(rc with { Model = c.Model }, roundDir, false, log, null, cancel, collectWith: run.ModelDir);
-                ppo.ReplaceRewardModel(RewardCheckpoint.Load(RoundRm(round), device).Model);
-            }
-            var t0 = sw.Elapsed.TotalSeconds;
-            Rollout r;
-            Dictionary<string, double> m;
-            using (var scope = NewDisposeScope())
-            {
-                var batchPrompts = sampler.Indices(it, 0, c.RolloutBatch).Select(i => prompts[i]).ToList();
-                r = ppo.Collect(batchPrompts, (long)(TokenStream.Mix((ulong)c.Seed, (ulong)it) & 0x7fffffffffff));
-                var t1 = sw.Elapsed.TotalSeconds;
-                long tokens = r.Responses.Sum(x => (long)x.Length);
-                m = RolloutStats(r);
-                foreach (var (k, v) in ppo.Update(r, it)) m[k] = v;
-                var t2 = sw.Elapsed.TotalSeconds;
-                m["rollout_tokens_per_second"] = tokens / Math.Max(1e-9, t1 - t0);
-                m["train_tokens_per_second"] = m["train_tokens"] / Math.Max(1e-9, t2 - t1);
-                m.Remove("train_tokens");
-                m["beta"] = ppo.Beta;
-                m["round"] = round + 1;
-                ppo.AdaptBeta(m["kl"]);
-            }
+            if (round > ppo.Round) ppo.StartRound(run, round, it, clock.TotalSeconds, log, cancel);
+            var m = ppo.Step(sampler.Indices(it, 0, c.RolloutBatch).Select(i => prompts[i]).ToList(), it);
+            m["round"] = round + 1;
             long done = it + 1;
             bool last = done == total;
             if (last || (c.EvalInterval > 0 && done % c.EvalInterval == 0))
@@ -387,28 +462,75 @@ public sealed class PpoTrainer
                 lastEval = ppo.Evaluate(evalSeed);
                 foreach (var (k, v) in lastEval) m[k] = v;
             }
-            m["elapsed_s"] = elapsedBefore + sw.Elapsed.TotalSeconds;
+            m["elapsed_s"] = clock.TotalSeconds;
             metricsLog.Write(done, m);
-            if (done % TrainingLoop.TrimEvery == 0) TorchRuntime.TrimNativeHeap();
+            RunClock.TrimAfter(done);
             if (last || (c.CheckpointInterval > 0 && done % c.CheckpointInterval == 0))
-                ppo.SaveCheckpoint(run, done, round, elapsedBefore + sw.Elapsed.TotalSeconds);
-            progress?.Invoke(new TrainingProgress(done, total, m.GetValueOrDefault("rm_score"), m["rollout_tokens_per_second"],
-                TimeSpan.FromSeconds(elapsedBefore + sw.Elapsed.TotalSeconds),
-                TimeSpan.FromSeconds(sw.Elapsed.TotalSeconds / (done - startIter) * (total - done)), lastEval.Count > 0 && m.ContainsKey("eval_kl") ? lastEval : null));
+                ppo.SaveCheckpoint(run, done, clock.TotalSeconds);
+            progress?.Invoke(clock.Progress(done, total, m.GetValueOrDefault("rm_score"), m["rollout_tokens_per_second"],
+                lastEval.Count > 0 && m.ContainsKey("eval_kl") ? lastEval : null));
         }
         if (startIter >= total) lastEval = ppo.Evaluate(evalSeed);
+        return WriteSummary(run, c, ppo.Beta, firstEval, lastEval, total, clock.TotalSeconds);
+    }
 
+    /// <summary>
+    /// The four models (from the run's checkpoint when resuming), the prompts and pretraining text, the
+    /// trainer, and the state to continue from (optimizers, RNG and β restored).
+    /// </summary>
+    static (PpoTrainer Trainer, List<string> Prompts, TrainingState State) Setup(PpoConfig c, RunDirectory run, Device device, bool resuming, Action<string>? log)
+    {
+        var ps = LoadPrompts(c, log);
+        var (policy, tok, _) = HfCheckpoint.Load(resuming ? run.ModelDir : c.Model, device);
+        var (reference, _, _) = HfCheckpoint.Load(c.Model, device);
+        int startRound = resuming ? (int)TrainingState.ReadOnly(run.StateDir).Extra.GetValueOrDefault("round") : 0;
+        while (!RoundRewardComplete(run, startRound)) startRound--; // a checkpoint of an earlier version may name an unfinished one: retrain it
+        var (rm, _) = RewardCheckpoint.Load(RoundRewardModel(c, run, startRound), device);
+        RewardModel value;
+        if (resuming) (value, _) = RewardCheckpoint.Load(Path.Combine(run.ModelDir, ValueDir), device);
+        else value = InitialValueModel(c, device);
+        var (ptxTrain, ptxVal) = LoadPretrainText(c, ps.Corpora, tok, log);
+
+        var ppo = new PpoTrainer(c, policy, reference, rm, value, tok, ps.Train, ps.Eval, ptxTrain, ptxVal, ps.Oracle) { Round = startRound };
+        if (!resuming) return (ppo, ps.Train, new TrainingState { Seed = c.Seed });
+        var st = RunCheckpoint.Load(run, ppo._policyOpt, ppo._valueOpt);
+        ppo.Beta = st.Extra.GetValueOrDefault("beta", c.Beta);
+        log?.Invoke($"resuming PPO at iteration {st.Step} (round {startRound + 1}), β = {ppo.Beta:F4}");
+        return (ppo, ps.Train, st);
+    }
+
+    /// <summary>
+    /// The value model at the start: the SFT backbone with a zero head (value_init "policy"), or a copy of the
+    /// reward model (value_init "reward") that predicts the normalised score (raw − mean)/sd the rewards are
+    /// built from, not the raw score: its head is divided by sd and the mean becomes an offset of mean/sd
+    /// (score.weight has no bias), so training moves the head on the rewards' scale from the first step.
+    /// </summary>
+    public static RewardModel InitialValueModel(PpoConfig c, Device? device = null)
+    {
+        if (c.ValueInit != "reward") return new RewardModel(HfCheckpoint.Load(c.Model, device).Model);
+        var (value, _) = RewardCheckpoint.Load(c.Reward, device);
+        using (no_grad()) value.ScoreWeight.div_(value.Std);
+        value.Mean /= value.Std;
+        value.Std = 1;
+        return value;
+    }
+
+    /// <summary>The plots and summary.json: held-out scores, KL and pretraining loss after PPO and before it (sft_*).</summary>
+    static Dictionary<string, object?> WriteSummary(RunDirectory run, PpoConfig c, double beta, Dictionary<string, double>? firstEval,
+        Dictionary<string, double> lastEval, long iterations, double wallSeconds)
+    {
         var rows = MetricsLog.Read(run.MetricsPath);
+        List<(double, double)> Series(string key) => rows.Where(x => x.ContainsKey(key)).Select(x => (x["step"], x[key])).ToList();
         Plots.Lines(run.PathOf("ppo_reward.png"), "PPO: reward-model and oracle scores", "iteration", "mean score", new[]
         {
-            ("RM score (rollouts)", rows.Where(x => x.ContainsKey("rm_score")).Select(x => (x["step"], x["rm_score"])).ToList()),
-            ("oracle (rollouts)", rows.Where(x => x.ContainsKey("oracle_score")).Select(x => (x["step"], x["oracle_score"])).ToList()),
-            ("oracle (held-out)", rows.Where(x => x.ContainsKey("eval_oracle_score")).Select(x => (x["step"], x["eval_oracle_score"])).ToList()),
+            ("RM score (rollouts)", Series("rm_score")),
+            ("oracle (rollouts)", Series("oracle_score")),
+            ("oracle (held-out)", Series("eval_oracle_score")),
         });
         Plots.Lines(run.PathOf("ppo_kl.png"), "PPO: KL to the SFT model", "iteration", "KL (nats per response)", new[]
         {
-            ("KL (rollouts)", rows.Where(x => x.ContainsKey("kl")).Select(x => (x["step"], x["kl"])).ToList()),
-            ("KL (held-out)", rows.Where(x => x.ContainsKey("eval_kl")).Select(x => (x["step"], x["eval_kl"])).ToList()),
+            ("KL (rollouts)", Series("kl")),
+            ("KL (held-out)", Series("eval_kl")),
         });
         var first = firstEval ?? rows.FirstOrDefault(x => x["step"] == 0) ?? new Dictionary<string, double>();
         var summary = new Dictionary<string, object?>
@@ -422,11 +544,11 @@ public sealed class PpoTrainer
             ["sft_oracle_sentiment_sd"] = first.GetValueOrDefault("eval_oracle_score_sd", double.NaN),
             ["sft_rm_score"] = first.GetValueOrDefault("eval_rm_score", double.NaN),
             ["sft_pretrain_val_loss"] = first.GetValueOrDefault("eval_pretrain_loss", double.NaN),
-            ["beta_final"] = ppo.Beta,
+            ["beta_final"] = beta,
             ["ptx_coef"] = c.PtxCoef,
-            ["iterations"] = total,
+            ["iterations"] = iterations,
             ["rounds"] = c.Rounds,
-            ["wall_seconds"] = elapsedBefore + sw.Elapsed.TotalSeconds,
+            ["wall_seconds"] = wallSeconds,
         };
         double gain = (double)summary["oracle_sentiment"]! - (double)summary["sft_oracle_sentiment"]!;
         summary["oracle_gain"] = gain;

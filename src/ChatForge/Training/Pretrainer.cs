@@ -5,6 +5,8 @@ using ChatForge.Modeling;
 using ChatForge.Native;
 using ChatForge.Tokenization;
 using ChatForge.Evaluation;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -20,10 +22,11 @@ public sealed class Pretrainer : ITrainable
     readonly ITokenizer _tok;
     readonly Device _device;
     readonly long[] _evalOffsets;
+    readonly PretrainSplit _split;
 
-    Pretrainer(PretrainConfig c, Gpt model, ITokenizer tok, TokenStream train, TokenStream val, Device device)
+    Pretrainer(PretrainConfig c, Gpt model, ITokenizer tok, TokenStream train, TokenStream val, PretrainSplit split, Device device)
     {
-        _c = c; _model = model; _tok = tok; _train = train; _val = val; _device = device;
+        _c = c; _model = model; _tok = tok; _train = train; _val = val; _split = split; _device = device;
         _evalOffsets = val.EvalOffsets(c.Model.BlockSize, c.EvalBatches * c.Optim.BatchSize);
     }
 
@@ -43,8 +46,12 @@ public sealed class Pretrainer : ITrainable
     public IReadOnlyDictionary<string, double> Evaluate() =>
         Perplexity.OnWindows(_model, _tok, _val, _evalOffsets, _c.Model.BlockSize, _c.Optim.BatchSize);
 
-    public void SaveModel(string dir) =>
+    /// <summary>The checkpoint, with split.json: a model copied out of the run still says which documents it was validated on.</summary>
+    public void SaveModel(string dir)
+    {
         HfCheckpoint.Write(dir, _model, _tok, configExtra: new System.Text.Json.Nodes.JsonObject { ["chatforge"] = new System.Text.Json.Nodes.JsonObject { ["stage"] = "pretrain" } });
+        _split.Write(dir);
+    }
 
 
     /// <summary>Loads the corpus, builds or resumes the tokenizer and model, trains, evaluates, writes the run directory.</summary>
@@ -59,6 +66,8 @@ public sealed class Pretrainer : ITrainable
         var paths = c.Data.Count > 0 ? c.Data : DemoCorpus(c.Cache, log);
         var docs = TextCorpus.Load(paths);
         var (trainDocs, valDocs) = TextCorpus.Split(docs, c.ValFraction, c.Seed);
+        var split = PretrainSplit.Of(trainDocs, valDocs, c.Seed, c.ValFraction);
+        split.Write(run.Root);
         if (c.Data.Count == 0 && c.CapitalStatements > 0)
         {
             // Knowledge for the instruction-tuning stage: every state's capital, in statement form, in the training split.
@@ -101,7 +110,7 @@ public sealed class Pretrainer : ITrainable
         if (device.type != DeviceType.CPU) model.to(device);
         log?.Invoke($"model: {model.Config.NLayer} layers × {model.Config.NEmbd} wide, {model.Config.NHead} heads, context {model.Config.NPositions}, {model.Config.ParameterCount:N0} parameters");
 
-        var trainer = new Pretrainer(c, model, tok, train, val, device);
+        var trainer = new Pretrainer(c, model, tok, train, val, split, device);
         var final = TrainingLoop.Run(trainer, c.Optim, run, resuming, progress, cancel);
 
         // Samples from the final model.
@@ -138,6 +147,33 @@ public sealed class Pretrainer : ITrainable
         };
         run.WriteSummary(summary);
         return summary;
+    }
+
+    /// <summary>
+    /// The pretraining split behind a model: split.json in its directory (pretraining writes one into its run
+    /// directory and every checkpoint), else behind the model its config.json names as chatforge.base_model
+    /// (SFT → pretraining; PPO and DPO → SFT → …). <paramref name="path"/> may also be split.json itself or a
+    /// pretraining run directory. Null when nothing along the chain has one.
+    /// </summary>
+    public static (PretrainSplit Split, string File)? FindSplit(string path)
+    {
+        if (File.Exists(path)) return (PretrainSplit.Read(path), path);
+        var seen = new HashSet<string>();
+        for (string? dir = path; dir is not null && seen.Add(Path.GetFullPath(dir)); dir = BaseModel(dir))
+        {
+            var file = Path.Combine(dir, PretrainSplit.FileName);
+            if (File.Exists(file)) return (PretrainSplit.Read(file), file);
+        }
+        return null;
+    }
+
+    /// <summary>chatforge.base_model of a checkpoint's config.json (the model it was trained from), if any.</summary>
+    static string? BaseModel(string dir)
+    {
+        var cfg = Path.Combine(dir, HfCheckpoint.ConfigFile);
+        if (!File.Exists(cfg)) return null;
+        try { return JsonNode.Parse(File.ReadAllText(cfg))?["chatforge"]?["base_model"] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null; }
+        catch (JsonException) { return null; }
     }
 
     /// <summary>The demo corpora, fetched into the cache on first use.</summary>

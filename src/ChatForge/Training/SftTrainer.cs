@@ -107,7 +107,7 @@ public sealed class SftTrainer : ITrainable
         DemoSuite? suite = null;
         if (c.Data.Count == 0)
         {
-            suite = DemoSuite.Build(Corpora.OpenOrFetch(c.Cache, log));
+            suite = DemoSuite.Build(Corpora.OpenOrFetch(c.Cache, log), split: Pretrainer.FindSplit(c.Model)?.Split);
             (train, val) = (suite.Train, suite.Validation);
             log?.Invoke($"demo instruction data: {train.Count} examples ({string.Join(", ", train.GroupBy(e => e.Source.Split('-')[0]).Select(g => $"{g.Count()} {g.Key}"))}), {val.Count} held out");
         }

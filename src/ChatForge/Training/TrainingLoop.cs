@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using ChatForge.Checkpoints;
 using ChatForge.Util;
 using TorchSharp;
@@ -44,7 +43,7 @@ public sealed record TrainingProgress(long Step, long MaxSteps, double Loss, dou
 public sealed class TrainingLoop
 {
     /// <summary>Steps between returning freed native memory to the OS (see TorchRuntime.TrimNativeHeap).</summary>
-    public const int TrimEvery = 20;
+    public const int TrimEvery = RunClock.TrimEvery;
 
     public static AdamW CreateOptimizer(IEnumerable<(string Name, Parameter Param)> parameters, OptimConfig o)
     {
@@ -67,12 +66,11 @@ public sealed class TrainingLoop
         using var optimizer = CreateOptimizer(trainable, o);
         var state = new TrainingState();
         if (resume && run.HasCheckpoint)
-            state = TrainingState.Load(run.StateDir, optimizer);
+            state = RunCheckpoint.Load(run, optimizer);
         long startStep = state.Step;
         using var log = new MetricsLog(run, resume ? startStep : -1);
 
-        var sw = Stopwatch.StartNew();
-        double elapsedBefore = state.ElapsedSeconds;
+        var clock = new RunClock(state.ElapsedSeconds, startStep);
         long tokens = state.TokensSeen, tokensAtLog = tokens;
         double best = state.BestMetric, lastLoss = double.NaN;
         double windowStart = 0;
@@ -104,7 +102,7 @@ public sealed class TrainingLoop
                 optimizer.step();
             }
             lastLoss = lossSum;
-            if ((step + 1) % TrimEvery == 0) Native.TorchRuntime.TrimNativeHeap();
+            RunClock.TrimAfter(step + 1);
             if (!double.IsFinite(lastLoss))
                 throw new ChatForgeException($"training diverged at step {step}: loss is {lastLoss} (lower learning_rate, or check the data)");
             long done = step + 1;
@@ -113,7 +111,7 @@ public sealed class TrainingLoop
             bool doLog = doEval || done % o.LogInterval == 0 || done == 1;
             bool doCheckpoint = isLast || (o.CheckpointInterval > 0 && done % o.CheckpointInterval == 0);
 
-            double now = sw.Elapsed.TotalSeconds;
+            double now = clock.SessionSeconds;
             double tps = (tokens - tokensAtLog) / Math.Max(1e-9, now - windowStart);
             Dictionary<string, double> metrics = new();
             if (doLog)
@@ -123,7 +121,7 @@ public sealed class TrainingLoop
                 metrics["grad_norm"] = gradNorm;
                 metrics["tokens_per_second"] = tps;
                 metrics["tokens"] = tokens;
-                metrics["elapsed_s"] = elapsedBefore + now;
+                metrics["elapsed_s"] = clock.ElapsedBefore + now;
                 foreach (var (k, v) in extraSums) metrics[k] = v / o.GradAccum;
                 foreach (var (k, v) in extraSums) trainMetrics[k] = v / o.GradAccum;
                 tokensAtLog = tokens; windowStart = now;
@@ -147,21 +145,11 @@ public sealed class TrainingLoop
             {
                 var st = new TrainingState
                 {
-                    Step = done, BestMetric = best, TokensSeen = tokens, ElapsedSeconds = elapsedBefore + sw.Elapsed.TotalSeconds, Seed = state.Seed,
+                    Step = done, BestMetric = best, TokensSeen = tokens, ElapsedSeconds = clock.TotalSeconds, Seed = state.Seed,
                 };
-                AtomicFile.ReplaceDirectory(run.ModelDir, dir =>
-                {
-                    task.SaveModel(dir);
-                    st.Save(Path.Combine(dir, TrainingState.DirName), optimizer);
-                });
+                RunCheckpoint.Save(run, task.SaveModel, st, optimizer);
             }
-            if (progress is not null)
-            {
-                double el = sw.Elapsed.TotalSeconds;
-                double perStep = el / (done - startStep);
-                progress(new TrainingProgress(done, o.MaxSteps, lastLoss, tps, TimeSpan.FromSeconds(elapsedBefore + el),
-                    TimeSpan.FromSeconds(perStep * (o.MaxSteps - done)), doEval ? lastEval : null));
-            }
+            progress?.Invoke(clock.Progress(done, o.MaxSteps, lastLoss, tps, doEval ? lastEval : null));
         }
         if (startStep >= o.MaxSteps)
         {
@@ -177,8 +165,8 @@ public sealed class TrainingLoop
             ["train_loss"] = lastLoss,
             ["steps"] = o.MaxSteps,
             ["train_tokens"] = tokens,
-            ["wall_seconds"] = elapsedBefore + sw.Elapsed.TotalSeconds,
-            ["tokens_per_second"] = (tokens - state.TokensSeen) / Math.Max(1e-9, sw.Elapsed.TotalSeconds),
+            ["wall_seconds"] = clock.TotalSeconds,
+            ["tokens_per_second"] = (tokens - state.TokensSeen) / Math.Max(1e-9, clock.SessionSeconds),
         };
         if (double.IsFinite(best)) final["best_" + task.BestMetric] = best;
         foreach (var (k, v) in trainMetrics) final["train_" + k] = v;

@@ -1,13 +1,15 @@
 namespace ChatForge.Util;
 
-/// <summary>Small statistics over lists of numbers.</summary>
+/// <summary>Small descriptive statistics, written once.</summary>
 public static class Stats
 {
-    /// <summary>Sample standard deviation (n − 1 in the denominator); 0 for fewer than two values.</summary>
+    /// <summary>Sample standard deviation (n − 1 in the denominator); NaN for fewer than two values.</summary>
     public static double SampleStd(IReadOnlyCollection<double> xs)
     {
-        if (xs.Count < 2) return 0;
+        if (xs.Count < 2) return double.NaN;
         double mean = xs.Average();
-        return Math.Sqrt(xs.Sum(x => (x - mean) * (x - mean)) / (xs.Count - 1));
+        double ss = 0;
+        foreach (var x in xs) ss += (x - mean) * (x - mean);
+        return Math.Sqrt(ss / (xs.Count - 1));
     }
 }

@@ -66,4 +66,19 @@ public class PpoLossTests
     {
         Assert.Equal(Math.Log(4), Losses.Entropy(zeros(1, 1, 4)).item<float>(), 5);
     }
+
+    [Fact]
+    public void Adaptive_kl_controller_moves_beta_by_the_clipped_proportional_error_times_n_over_horizon()
+    {
+        var a = new AdaptiveKlConfig { Target = 4, Horizon = 2000 };
+        // KL 5 over target 4: error +0.25, clipped to +0.2; × 32/2000 → β·(1 + 0.0032).
+        Assert.Equal(0.1 * 1.0032, PpoTrainer.AdaptBeta(0.1, 5, a, 32), 12);
+        // KL 3.8: error −0.05 (within the clip) → β·(1 − 0.05·0.016) = β·0.9992.
+        Assert.Equal(0.1 * 0.9992, PpoTrainer.AdaptBeta(0.1, 3.8, a, 32), 12);
+        // KL 0: error −1, clipped to −0.2; n = 100, horizon 2000 → β·0.99.
+        Assert.Equal(0.5 * 0.99, PpoTrainer.AdaptBeta(0.5, 0, a, 100), 12);
+        // On target, or without a controller, β stays.
+        Assert.Equal(0.1, PpoTrainer.AdaptBeta(0.1, 4, a, 32), 12);
+        Assert.Equal(0.1, PpoTrainer.AdaptBeta(0.1, 50, null, 32));
+    }
 }

@@ -33,7 +33,7 @@ public class PpoTrainerTests
         for (int it = 0; it < 40; it++)
         {
             using var scope = NewDisposeScope();
-            var r = ppo.Collect(prompts.Skip(it * 16 % 64).Take(16).ToList(), it);
+            var r = ppo.SampleRollout(prompts.Skip(it * 16 % 64).Take(16).ToList(), it);
             means.Add(r.Scores.mean().item<float>());
             ppo.Update(r, it);
         }
@@ -47,7 +47,7 @@ public class PpoTrainerTests
         using var d = new TempDir();
         var cache = FakeCorpora.Create(d["cache"]);
         var baseDir = TinyBase.Create(d["b"]);
-        var rm = RewardTrainer.Run(RewardConfig.Tiny with { Model = baseDir, Cache = cache, Deterministic = true }, d["rm"], false);
+        RewardTrainer.Run(RewardConfig.Tiny with { Model = baseDir, Cache = cache, Deterministic = true }, d["rm"], false);
         var c = PpoConfig.Tiny with { Model = baseDir, Reward = d["rm/model"], Cache = cache, Deterministic = true, PtxCoef = 0.5 };
         var full = PpoTrainer.Run(c, d["full"], false);
         foreach (var k in new[] { "oracle_sentiment", "rm_score", "kl_to_sft", "pretrain_val_loss", "sft_oracle_sentiment" })
@@ -62,8 +62,9 @@ public class PpoTrainerTests
         PpoTrainer.Run(c with { Iterations = 3 }, d["part"], false);
         var resumed = PpoTrainer.Run(c, d["part"], true);
         Assert.Equal(File.ReadAllBytes(d["full/model/model.safetensors"]), File.ReadAllBytes(d["part/model/model.safetensors"]));
-        Assert.NotNull(rm);
-        Assert.NotNull(resumed);
+        Assert.Equal(full["oracle_sentiment"], resumed["oracle_sentiment"]);
+        Assert.Equal(full["kl_to_sft"], resumed["kl_to_sft"]);
+        Assert.Equal(6L, resumed["iterations"]);
     }
 
     [Fact]
@@ -78,5 +79,185 @@ public class PpoTrainerTests
         Assert.True(File.Exists(d["run/round1/reward/model/model.safetensors"]));
         Assert.True(File.Exists(d["run/round1/reward/rankings.jsonl"]));
         Assert.Equal(2, MetricsLog.Read(d["run/metrics.jsonl"]).Max(r => r.GetValueOrDefault("round")));
+    }
+
+    [Fact]
+    public void A_run_killed_during_a_round_change_resumes_and_ends_with_the_weights_of_an_uninterrupted_run()
+    {
+        using var d = new TempDir();
+        var cache = FakeCorpora.Create(d["cache"]);
+        var baseDir = TinyBase.Create(d["b"]);
+        RewardTrainer.Run(RewardConfig.Tiny with { Model = baseDir, Cache = cache, Deterministic = true }, d["rm"], false);
+        // Checkpoints only at the round change and at the end: a kill in round 2 resumes from the round change.
+        var c = PpoConfig.Tiny with { Model = baseDir, Reward = d["rm/model"], Cache = cache, Iterations = 2, Rounds = 2, CheckpointInterval = 0, Deterministic = true };
+        PpoTrainer.Run(c, d["full"], false);
+
+        // Killed while round 2's reward model is being retrained (its rankings collected, its training not finished).
+        using (var kill = new CancellationTokenSource())
+        {
+            Assert.ThrowsAny<OperationCanceledException>(() => PpoTrainer.Run(c, d["part"], false,
+                log: line => { if (line.StartsWith("round 2:", StringComparison.Ordinal)) kill.Cancel(); }, cancel: kill.Token));
+            Assert.False(File.Exists(d["part/round1/reward/model/model.safetensors"]));
+        }
+        // Killed again after round 2's first iteration: the retrained reward model exists, no later checkpoint does.
+        using (var kill = new CancellationTokenSource())
+        {
+            Assert.ThrowsAny<OperationCanceledException>(() => PpoTrainer.Run(c, d["part"], true,
+                progress: p => { if (p.Step == 3) kill.Cancel(); }, cancel: kill.Token));
+            Assert.True(File.Exists(d["part/round1/reward/model/model.safetensors"]));
+        }
+        PpoTrainer.Run(c, d["part"], true);
+
+        Assert.Equal(File.ReadAllBytes(d["full/round1/reward/model/model.safetensors"]), File.ReadAllBytes(d["part/round1/reward/model/model.safetensors"]));
+        Assert.Equal(File.ReadAllBytes(d["full/model/model.safetensors"]), File.ReadAllBytes(d["part/model/model.safetensors"]));
+        Assert.Equal(File.ReadAllBytes(d["full/model/value/model.safetensors"]), File.ReadAllBytes(d["part/model/value/model.safetensors"]));
+        Assert.Equal(4, MetricsLog.Read(d["part/metrics.jsonl"]).Max(r => r["step"]));
+    }
+
+    static double[] LowercaseReward(IReadOnlyList<string> p, IReadOnlyList<string> t, IReadOnlyList<int[]> ids) =>
+        ids.Select(r => (double)r.Count(x => x is >= 'a' and <= 'z')).ToArray();
+
+    [Fact]
+    public void With_dropout_in_the_model_the_first_minibatch_has_ratio_one_and_the_rollout_values()
+    {
+        // GPT-2's own dropout (0.1): PPO's forward passes must match the rollout's, so before any update ρ = 1 exactly.
+        using var d = new TempDir();
+        manual_seed(3);
+        using (var gpt = new Gpt(TinyBase.Config with { ResidPdrop = 0.1, EmbdPdrop = 0.1, AttnPdrop = 0.1 }))
+            HfCheckpoint.Write(d["b"], gpt, new ChatForge.Tokenization.ByteTokenizer());
+        var (policy, tok, _) = HfCheckpoint.Load(d["b"]);
+        var (reference, _, _) = HfCheckpoint.Load(d["b"]);
+        var value = new RewardModel(HfCheckpoint.Load(d["b"]).Model);
+        using (no_grad()) value.ScoreWeight.normal_();
+        var c = PpoConfig.Tiny with { Model = d["b"], Reward = d["b"], RolloutBatch = 8, MiniBatch = 8, PpoEpochs = 1, MaxNewTokens = 8, Deterministic = true };
+        var prompts = Enumerable.Range(0, 8).Select(i => $"P{i}:").ToList();
+        var ppo = new PpoTrainer(c, policy, reference, null, value, tok, prompts, prompts, null, null, null, LowercaseReward);
+
+        var r = ppo.SampleRollout(prompts, 1);
+        var expectedValueLoss = Losses.PpoValueLoss(r.Values, r.Values, r.Returns, r.Mask, c.ClipRangeValue).item<float>();
+        var m = ppo.Update(r, 0);
+        Assert.Equal(1, m["ppo_updates"]);
+        Assert.True(m["approx_kl"] < 1e-9, $"approx KL to the rollout policy before any update: {m["approx_kl"]}");
+        Assert.Equal(0, m["clip_fraction"]);
+        Assert.Equal(expectedValueLoss, m["value_loss"], 1e-5 * Math.Max(1, expectedValueLoss));
+    }
+
+    [Fact]
+    public void The_value_model_starts_out_predicting_the_normalised_score_that_the_rewards_use()
+    {
+        // A reward model whose raw scores are normalised by mean 0.7 and sd 2.5 (as a trained one stores them).
+        using var d = new TempDir();
+        var dir = TinyBase.Create(d["b"], seed: 4);
+        manual_seed(4);
+        var (gpt, tok, _) = HfCheckpoint.Load(dir);
+        using (var rm0 = new RewardModel(gpt))
+        {
+            using (no_grad()) rm0.ScoreWeight.normal_(0, 0.3);
+            rm0.Mean = 0.7; rm0.Std = 2.5;
+            rm0.Save(d["rm"], tok);
+        }
+        var c = PpoConfig.Tiny with { Model = dir, Reward = d["rm"], RolloutBatch = 8, MaxNewTokens = 8, ValueInit = "reward" };
+        var (policy, _, _) = HfCheckpoint.Load(dir);
+        var (reference, _, _) = HfCheckpoint.Load(dir);
+        var (rm, _) = RewardCheckpoint.Load(d["rm"]);
+        var value = PpoTrainer.InitialValueModel(c);
+        var prompts = Enumerable.Range(0, 8).Select(i => $"Q{i} ").ToList();
+        var ppo = new PpoTrainer(c, policy, reference, rm, value, tok, prompts, prompts, null, null, null);
+
+        var r = ppo.SampleRollout(prompts, 2);
+        var scores = r.Scores.data<float>().ToArray();
+        Assert.All(scores, s => Assert.True(Math.Abs(s) < c.ScoreClip, $"score {s} is clipped"));
+        Assert.True(scores.Max() - scores.Min() > 0.05, "the rollout's scores should differ");
+        using var _ = no_grad();
+        for (int i = 0; i < prompts.Count; i++)
+        {
+            // The sequence the reward model scored, and the value model's prediction at its last token.
+            var ids = Preferences.Encode(tok, prompts[i], false, r.Texts[i], policy.Config.NPositions).Ids;
+            var v = PpoTrainer.Values(value, tensor(ids.Select(x => (long)x).ToArray()).unsqueeze(0))[0, ids.Length - 1].item<float>();
+            Assert.Equal(scores[i], v, 1e-4);
+        }
+    }
+
+    /// <summary>A trainer on a fresh tiny byte-level model with a reward function and, optionally, pretraining text.</summary>
+    static PpoTrainer ToyTrainer(TempDir d, PpoConfig c, Func<IReadOnlyList<string>, IReadOnlyList<string>, IReadOnlyList<int[]>, double[]> reward,
+                                 TokenStream? ptxTrain = null, TokenStream? ptxVal = null)
+    {
+        var dir = File.Exists(d["b/config.json"]) ? d["b"] : TinyBase.Create(d["b"], seed: 11);
+        var (policy, tok, _) = HfCheckpoint.Load(dir);
+        var (reference, _, _) = HfCheckpoint.Load(dir);
+        var value = new RewardModel(HfCheckpoint.Load(dir).Model);
+        var prompts = Enumerable.Range(0, 32).Select(i => $"P{i}:").ToList();
+        return new PpoTrainer(c with { Model = dir, Reward = dir }, policy, reference, null, value, tok, prompts, prompts.Take(8).ToList(), ptxTrain, ptxVal, null, reward);
+    }
+
+    static readonly List<string> ToyPrompts = Enumerable.Range(0, 32).Select(i => $"P{i}:").ToList();
+
+    [Fact]
+    public void The_kl_penalty_keeps_the_policy_closer_to_the_reference_than_no_penalty()
+    {
+        // Same seed, same reward (lowercase letters), a learning rate high enough to drift; only β differs.
+        double KlAfterTraining(double beta)
+        {
+            using var d = new TempDir();
+            var c = PpoConfig.Tiny with { RolloutBatch = 16, MiniBatch = 8, Beta = beta, LearningRate = 1e-2, ValueLearningRate = 3e-3, EarlyStopKl = 10, Deterministic = true };
+            var ppo = ToyTrainer(d, c, LowercaseReward);
+            var kls = new List<double>();
+            for (int it = 0; it < 10; it++)
+            {
+                using var scope = NewDisposeScope();
+                kls.Add(ppo.Step(ToyPrompts.Skip(it * 16 % 32).Take(16).ToList(), it)["kl"]);
+            }
+            return kls.Skip(7).Average(); // the last three rollouts' KL to the reference, nats per response
+        }
+        double free = KlAfterTraining(0), penalised = KlAfterTraining(1.0);
+        Assert.True(penalised < free * 0.5, $"KL with β = 1: {penalised:F3} nats, with β = 0: {free:F3}");
+    }
+
+    [Fact]
+    public void Ppo_ptx_lowers_the_pretraining_loss_against_plain_ppo()
+    {
+        using var corpus = new TempDir();
+        var tok = new ChatForge.Tokenization.ByteTokenizer();
+        var docs = TextCorpus.Load(new[] { TestCorpus.WriteText(corpus["c.txt"], 120) });
+        var (trainDocs, valDocs) = TextCorpus.Split(docs, 0.2, 1);
+        var train = TokenStream.Encode(trainDocs, tok);
+        var val = TokenStream.Encode(valDocs, tok);
+        double PretrainLossAfter(double gamma)
+        {
+            using var d = new TempDir();
+            var c = PpoConfig.Tiny with { RolloutBatch = 8, MiniBatch = 4, PtxCoef = gamma, PtxBatch = 4, LearningRate = 3e-3, EarlyStopKl = 10, Deterministic = true };
+            var ppo = ToyTrainer(d, c, LowercaseReward, train, val);
+            for (int it = 0; it < 4; it++)
+            {
+                using var scope = NewDisposeScope();
+                ppo.Step(ToyPrompts.Skip(it * 8).Take(8).ToList(), it);
+            }
+            return ppo.Evaluate(1)["eval_pretrain_loss"];
+        }
+        double plain = PretrainLossAfter(0), ptx = PretrainLossAfter(1);
+        Assert.True(ptx < plain - 0.2, $"held-out pretraining loss with γ = 1: {ptx:F3}, with γ = 0: {plain:F3}");
+    }
+
+    [Fact]
+    public void Training_changes_every_policy_and_value_parameter()
+    {
+        using var d = new TempDir();
+        var c = PpoConfig.Tiny with { RolloutBatch = 8, MiniBatch = 4, EarlyStopKl = 10, Deterministic = true };
+        var dir = TinyBase.Create(d["b"], seed: 11);
+        var (policy, tok, _) = HfCheckpoint.Load(dir);
+        var (reference, _, _) = HfCheckpoint.Load(dir);
+        var value = PpoTrainer.InitialValueModel(c with { Model = dir, ValueInit = "policy" }); // zero head: the hardest case
+        var before = policy.named_parameters().Concat(value.named_parameters().Select(p => ("value." + p.name, p.parameter)))
+            .Select(p => (p.Item1, p.Item2.detach().clone())).ToList();
+        var ppo = new PpoTrainer(c with { Model = dir, Reward = dir }, policy, reference, null, value, tok, ToyPrompts, ToyPrompts, null, null, null, LowercaseReward);
+        for (int it = 0; it < 2; it++)
+        {
+            using var scope = NewDisposeScope();
+            ppo.Step(ToyPrompts.Skip(it * 8).Take(8).ToList(), it);
+        }
+        var after = policy.named_parameters().Concat(value.named_parameters().Select(p => ("value." + p.name, p.parameter))).ToDictionary(p => p.Item1, p => p.Item2);
+        Assert.Equal(before.Count, after.Count);
+        foreach (var (name, old) in before)
+            Assert.True((old - after[name]).abs().max().item<float>() > 0, $"{name} did not change");
     }
 }
