@@ -30,7 +30,11 @@ public sealed record PackedRow(IReadOnlyList<Segment> Segments)
 /// <param name="Targets">(B, T) the next token, or <see cref="IgnoreIndex"/></param>
 /// <param name="Positions">(B, T) position ids, or null</param>
 /// <param name="Mask">(B, 1, T, T) boolean attention mask (true = may attend), or null</param>
-public sealed record CausalBatch(Tensor Input, Tensor Targets, Tensor? Positions, Tensor? Mask)
+/// <param name="TargetIndex">(B, R) the input positions whose targets are scored, in order, left-aligned per row (R: the most targets of a row)</param>
+/// <param name="TargetTokens">(B, R) those targets' token ids (0 past a row's last)</param>
+/// <param name="TargetMask">(B, R) 1 for a target, 0 past a row's last (float)</param>
+public sealed record CausalBatch(Tensor Input, Tensor Targets, Tensor? Positions, Tensor? Mask,
+                                 Tensor TargetIndex, Tensor TargetTokens, Tensor TargetMask)
 {
     /// <summary>Target value that takes no part in a loss (prompt tokens in SFT, padding).</summary>
     public const long IgnoreIndex = -100;
@@ -70,11 +74,31 @@ public sealed record CausalBatch(Tensor Input, Tensor Targets, Tensor? Positions
         }
         var input = tensor(x, new long[] { b, t }, device: device);
         var targets = tensor(y, new long[] { b, t }, device: device);
-        if (!packed) return new CausalBatch(input, targets, null, null);
+        var (index, tokens, mask) = Compact(y, b, t, device);
+        if (!packed) return new CausalBatch(input, targets, null, null, index, tokens, mask);
         var segments = tensor(seg, new long[] { b, t }, device: device);
         var same = segments.unsqueeze(2).eq(segments.unsqueeze(1));                        // (B, T, T)
         var causal = ones(t, t, dtype: ScalarType.Bool, device: device).tril().unsqueeze(0);
-        return new CausalBatch(input, targets, tensor(pos, new long[] { b, t }, device: device), (same & causal).unsqueeze(1));
+        return new CausalBatch(input, targets, tensor(pos, new long[] { b, t }, device: device), (same & causal).unsqueeze(1), index, tokens, mask);
+    }
+
+    /// <summary>Each row's scored positions and their targets, left-aligned: (B, R) index, tokens and a float mask.</summary>
+    static (Tensor Index, Tensor Tokens, Tensor Mask) Compact(long[] y, int b, int t, Device device)
+    {
+        var perRow = Enumerable.Range(0, b).Select(r => Enumerable.Range(0, t).Where(j => y[r * t + j] != IgnoreIndex).ToList()).ToList();
+        int width = Math.Max(1, perRow.Max(p => p.Count));
+        var index = new long[b * width];
+        var tokens = new long[b * width];
+        var mask = new float[b * width];
+        for (int r = 0; r < b; r++)
+            for (int k = 0; k < perRow[r].Count; k++)
+            {
+                index[r * width + k] = perRow[r][k];
+                tokens[r * width + k] = y[r * t + perRow[r][k]];
+                mask[r * width + k] = 1;
+            }
+        var shape = new long[] { b, width };
+        return (tensor(index, shape, device: device), tensor(tokens, shape, device: device), tensor(mask, shape, device: device));
     }
 
     /// <summary>One segment per row.</summary>

@@ -54,6 +54,20 @@ public static class LogProbs
     public static Tensor SequenceLogProbs(Gpt model, IReadOnlyList<Segment> sequences, int padId)
     {
         var batch = CausalBatch.Build(sequences, padId, model.TokenEmbedding.device);
-        return TokenLogProbs(Logits(model, batch), batch.Targets).sum(1);
+        return TargetLogProbs(Logits(model, batch), batch).LogProbs.sum(1);
+    }
+
+    /// <summary>
+    /// The response log-probability function, written once: log p of each scored target in order (B, R),
+    /// left-aligned as <see cref="CausalBatch.TargetIndex"/>, 0 past a row's last; and, if asked, the
+    /// entropy of the distribution at each of those positions (B, R). Only the R scored positions go
+    /// through the softmax.
+    /// </summary>
+    public static (Tensor LogProbs, Tensor? Entropy) TargetLogProbs(Tensor logits, CausalBatch batch, bool entropy = false)
+    {
+        var at = logits.gather(1, batch.TargetIndex.unsqueeze(-1).expand(-1, -1, logits.shape[2]));   // (B, R, V)
+        var lp = F.log_softmax(at, -1);
+        var logp = lp.gather(-1, batch.TargetTokens.unsqueeze(-1)).squeeze(-1) * batch.TargetMask;
+        return (logp, entropy ? -(lp.exp() * lp).sum(-1) * batch.TargetMask : null);
     }
 }

@@ -95,37 +95,13 @@ public sealed class PpoTrainer
         public required double[] Oracle;
     }
 
-    /// <summary>Right-padded query+response sequences and, per response token j, the position whose output predicts it.</summary>
-    (Tensor Ids, Tensor Pos, Tensor Mask, Tensor Targets) Layout(IReadOnlyList<int[]> queries, IReadOnlyList<int[]> responses)
-    {
-        int b = queries.Count;
-        int t = queries.Select((q, i) => q.Length + responses[i].Length).Max();
-        int tr = Math.Max(1, responses.Max(r => r.Length));
-        var ids = new long[b * t]; var pos = new long[b * tr]; var mask = new float[b * tr]; var tgt = new long[b * tr];
-        for (int i = 0; i < b; i++)
-        {
-            var q = queries[i]; var r = responses[i];
-            for (int j = 0; j < t; j++) ids[i * t + j] = j < q.Length ? q[j] : j - q.Length < r.Length ? r[j - q.Length] : _tok.EosId();
-            for (int j = 0; j < tr; j++)
-            {
-                pos[i * tr + j] = j < r.Length ? q.Length + j - 1 : q.Length - 1;
-                mask[i * tr + j] = j < r.Length ? 1 : 0;
-                tgt[i * tr + j] = j < r.Length ? r[j] : 0;
-            }
-        }
-        return (tensor(ids, new long[] { b, t }, device: _device), tensor(pos, new long[] { b, tr }, device: _device),
-                tensor(mask, new long[] { b, tr }, device: _device), tensor(tgt, new long[] { b, tr }, device: _device));
-    }
+    /// <summary>Query + response rows whose targets are the response tokens: the one causal batch (label shift, padding, target index).</summary>
+    CausalBatch Layout(IReadOnlyList<int[]> queries, IReadOnlyList<int[]> responses) =>
+        CausalBatch.Build(queries.Select((q, i) => Segment.From(q.Concat(responses[i]).ToArray(), q.Length)), _tok.EosId(), _device);
 
-    /// <summary>log π(response token) (B, Tr) and, optionally, per-token entropy.</summary>
-    static (Tensor Logp, Tensor? Entropy) ResponseLogp(Gpt model, Tensor ids, Tensor pos, Tensor targets, bool entropy)
-    {
-        var logits = model.call(ids);                                                          // (B, T, V)
-        var at = logits.gather(1, pos.unsqueeze(-1).expand(-1, -1, logits.shape[2]));          // (B, Tr, V)
-        var lp = at.log_softmax(-1);
-        var logp = lp.gather(-1, targets.unsqueeze(-1)).squeeze(-1);
-        return (logp, entropy ? -(lp.exp() * lp).sum(-1) : null);
-    }
+    /// <summary>log π(response token) (B, R) and, optionally, per-token entropy.</summary>
+    static (Tensor Logp, Tensor? Entropy) ResponseLogp(Gpt model, CausalBatch batch, bool entropy) =>
+        LogProbs.TargetLogProbs(LogProbs.Logits(model, batch), batch, entropy);
 
     /// <summary>
     /// The value model's prediction at every position (B, T), on the scale of the rewards: its head minus its
@@ -133,12 +109,13 @@ public sealed class PpoTrainer
     /// </summary>
     public static Tensor Values(RewardModel value, Tensor ids) => (value.AllScores(ids) - value.Mean) / value.Std;
 
-    static Tensor ResponseValues(RewardModel value, Tensor ids, Tensor pos) => Values(value, ids).gather(1, pos);
+    /// <summary>The value model's prediction at the positions that predict each response token (B, R).</summary>
+    static Tensor ResponseValues(RewardModel value, CausalBatch batch) => Values(value, batch.Input).gather(1, batch.TargetIndex);
 
     /// <summary>Samples one response per prompt from the policy and scores it: the rollout PPO's updates learn from.</summary>
     public Rollout SampleRollout(IReadOnlyList<string> prompts, long seed)
     {
-        var queries = prompts.Select(p => _c.Chat ? ChatTemplate.Encode(_tok, new[] { new ChatMessage("user", p) }, true).Ids : _tok.Encode(p)).ToList();
+        var queries = prompts.Select(p => ChatTemplate.EncodePrompt(_tok, p, _c.Chat)).ToList();
         var gen = new TextGenerator(_policy, _tok);
         var o = new SamplingOptions
         {
@@ -153,12 +130,13 @@ public sealed class PpoTrainer
         var texts = comps.Select(cm => cm.Text).ToList();
 
         using var _ = no_grad();
-        var (ids, pos, mask, tgt) = Layout(queries, responses);
+        var batch = Layout(queries, responses);
+        var mask = batch.TargetMask;
         _policy.eval();
-        var (oldLogp, _) = ResponseLogp(_policy, ids, pos, tgt, false);
-        var (refLogp, _) = ResponseLogp(_ref, ids, pos, tgt, false);
+        var (oldLogp, _) = ResponseLogp(_policy, batch, false);
+        var (refLogp, _) = ResponseLogp(_ref, batch, false);
         _value.eval();
-        var values = ResponseValues(_value, ids, pos) * mask;
+        var values = ResponseValues(_value, batch) * mask;
         var raw = _reward(prompts, texts, responses);
         var scoresArr = raw.Select(s => _c.ScoreClip is { } clip ? Math.Clamp(s, -clip, clip) : s).Select(s => (float)s).ToArray();
         var scores = tensor(scoresArr, device: _device);
@@ -190,13 +168,14 @@ public sealed class PpoTrainer
                 using var scope = NewDisposeScope();
                 var idx = order.Skip(s).Take(_c.MiniBatch).ToArray();
                 var sel = tensor(idx.Select(i => (long)i).ToArray(), device: _device);
-                var (ids, pos, mask, tgt) = Layout(idx.Select(i => r.Queries[i]).ToList(), idx.Select(i => r.Responses[i]).ToList());
+                var batch = Layout(idx.Select(i => r.Queries[i]).ToList(), idx.Select(i => r.Responses[i]).ToList());
+                var mask = batch.TargetMask;
                 int tr = (int)mask.shape[1];
                 Tensor Sel(Tensor x) => x.index_select(0, sel).narrow(1, 0, tr);
                 var oldLogp = Sel(r.OldLogp); var adv = Sel(r.Advantages); var ret = Sel(r.Returns); var oldV = Sel(r.Values);
 
                 _policy.eval(); // no dropout: the rollout's log-probabilities came from this same deterministic forward pass
-                var (logp, ent) = ResponseLogp(_policy, ids, pos, tgt, true);
+                var (logp, ent) = ResponseLogp(_policy, batch, true);
                 var (pg, clipFrac) = Losses.PpoPolicyLoss(logp, oldLogp, adv, mask, _c.ClipRange);
                 var entropy = Losses.MaskedMean(ent!, mask);
                 var policyLoss = pg - _c.EntropyCoef * entropy;
@@ -213,7 +192,7 @@ public sealed class PpoTrainer
                 _policyOpt.step();
 
                 _value.eval();
-                var v = ResponseValues(_value, ids, pos);
+                var v = ResponseValues(_value, batch);
                 var vf = Losses.PpoValueLoss(v, oldV, ret, mask, _c.ClipRangeValue);
                 _valueOpt.zero_grad();
                 vf.backward();
@@ -226,7 +205,7 @@ public sealed class PpoTrainer
                 Add("policy_loss", pg.item<float>()); Add("value_loss", vf.item<float>()); Add("entropy", entropy.item<float>());
                 Add("clip_fraction", clipFrac.item<float>()); Add("approx_kl", approxKl); Add("ptx_loss", ptx);
                 updates++;
-                trainTokens += ids.numel();
+                trainTokens += batch.Input.numel();
                 if (approxKl > _c.EarlyStopKl) { stop = true; break; } // KL spike: stop updating on this rollout
             }
         }
