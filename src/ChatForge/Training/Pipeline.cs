@@ -23,6 +23,12 @@ public sealed record FrontierConfig
     public bool Ablations { get; init; } = true;
 }
 
+/// <summary>Every stage's config as a pipeline run uses it (see <see cref="PipelineConfig.Resolve"/>).</summary>
+public sealed record ResolvedStages(PretrainConfig Pretrain, SftConfig Sft, RewardConfig Reward, PpoConfig Ppo, DpoConfig Dpo, List<FrontierRun> Frontier);
+
+/// <summary>One run of the frontier stage, in its own sub-directory <see cref="Name"/>: a PPO or a DPO run.</summary>
+public sealed record FrontierRun(string Name, PpoConfig? Ppo, DpoConfig? Dpo);
+
 /// <summary>
 /// `chatforge pipeline`: every stage on the embedded defaults. Each stage's run directory sits in the
 /// pipeline directory; a stage whose summary.json exists is complete and skipped, so a killed pipeline
@@ -51,12 +57,62 @@ public sealed record PipelineConfig
 
     public static readonly string[] Stages = { "data", "pretrain", "sft", "reward", "ppo", "dpo", "bon", "frontier", "report" };
 
+    /// <summary>
+    /// Checks every stage's config as the pipeline will run it (<see cref="Resolve"/>), so a bad value for
+    /// a late stage fails at once, naming the stage and key, not after minutes of the stages before it.
+    /// </summary>
     public void Validate(string source)
     {
         if (BestOfN.Count == 0 || BestOfN.Any(n => n < 1)) throw new ChatForgeException($"{source}: 'best_of_n' must list values ≥ 1");
         if (EvalPrompts < 1) throw new ChatForgeException($"{source}: 'eval_prompts' = {EvalPrompts} is out of range (≥ 1)");
+        if (Threads is < 1) throw new ChatForgeException($"{source}: 'threads' = {Threads} is out of range (≥ 1)");
         if (Frontier.PpoBetas.Any(b => b < 0) || Frontier.DpoBetas.Any(b => b <= 0)) throw new ChatForgeException($"{source}: 'frontier' betas must be positive");
-        Pretrain.Validate(source + " (pretrain)");
+        if (Frontier.PpoIterations < 1) throw new ChatForgeException($"{source}: 'frontier.ppo_iterations' = {Frontier.PpoIterations} is out of range (≥ 1)");
+        if (Frontier.DpoSteps < 1) throw new ChatForgeException($"{source}: 'frontier.dpo_steps' = {Frontier.DpoSteps} is out of range (≥ 1)");
+        if (Frontier.AblationIterations < 1) throw new ChatForgeException($"{source}: 'frontier.ablation_iterations' = {Frontier.AblationIterations} is out of range (≥ 1)");
+        var r = Resolve("pipeline");   // the directories do not matter here, only the values
+        r.Pretrain.Validate(source + " (pretrain)");
+        r.Sft.Validate(source + " (sft)");
+        r.Reward.Validate(source + " (reward)");
+        r.Ppo.Validate(source + " (ppo)");
+        r.Dpo.Validate(source + " (dpo)");
+        foreach (var run in r.Frontier)
+        {
+            run.Ppo?.Validate($"{source} (frontier {run.Name})");
+            run.Dpo?.Validate($"{source} (frontier {run.Name})");
+        }
+    }
+
+    /// <summary>
+    /// Each stage's config as the pipeline runs it under <paramref name="root"/>: the pipeline's seed, cache,
+    /// device and threads, and the models and data of the stages before it.
+    /// </summary>
+    public ResolvedStages Resolve(string root)
+    {
+        string Model(string stage) => Path.Combine(Pipeline.StageDir(root, stage), "model");
+        var ppo = Ppo with
+        {
+            Model = Model("sft"), Reward = Model("reward"), Cache = Cache, Seed = Seed, Deterministic = Deterministic, Device = Device,
+            Threads = Threads, EvalPrompts = EvalPrompts,
+        };
+        var dpo = Dpo with
+        {
+            Model = Model("sft"), Data = new() { Path.Combine(Pipeline.StageDir(root, "reward"), "rankings.jsonl") }, Reward = Model("reward"),
+            Cache = Cache, Seed = Seed, Deterministic = Deterministic, Device = Device, Threads = Threads, EvalPrompts = EvalPrompts,
+        };
+        var frontier = new List<FrontierRun>();
+        frontier.AddRange(Frontier.PpoBetas.Select(b => new FrontierRun($"ppo_beta{b}", ppo with { Beta = b, Iterations = Frontier.PpoIterations }, null)));
+        frontier.AddRange(Frontier.DpoBetas.Select(b => new FrontierRun($"dpo_beta{b}", null, dpo with { Beta = b, Optim = dpo.Optim with { MaxSteps = Frontier.DpoSteps } })));
+        if (Frontier.Ablations)
+        {
+            frontier.Add(new FrontierRun("ppo_no_ptx", ppo with { PtxCoef = 0, Iterations = Frontier.AblationIterations }, null));
+            frontier.Add(new FrontierRun("ppo_beta0", ppo with { Beta = 0, AdaptiveKl = null, Iterations = Frontier.AblationIterations }, null));
+        }
+        return new ResolvedStages(
+            Pretrain with { Cache = Cache, Seed = Seed, Deterministic = Deterministic, Device = Device, Threads = Threads },
+            Sft with { Model = Model("pretrain"), Cache = Cache, Seed = Seed, Deterministic = Deterministic, Device = Device, Threads = Threads },
+            Reward with { Model = Model("sft"), Cache = Cache, Seed = Seed, Deterministic = Deterministic, Device = Device, Threads = Threads },
+            ppo, dpo, frontier);
     }
 
     public static PipelineConfig Demo => new();
@@ -98,6 +154,7 @@ public static class Pipeline
                 if (Directory.Exists(StageDir(root, s))) Directory.Delete(StageDir(root, s), recursive: true);
         }
         AtomicFile.WriteAllText(Path.Combine(root, "pipeline_config.json"), Json.Serialize(c));
+        var r = c.Resolve(root);
         string D(string s) => StageDir(root, s);
         string Model(string s) => Path.Combine(D(s), "model");
         Action<TrainingProgress>? P(string s) => progress is null ? null : p => progress(s, p);
@@ -120,21 +177,11 @@ public static class Pipeline
             var corpora = Pretrainer.OpenCorpora(c.Cache, log);
             new RunDirectory(D("data")).WriteSummary(new Dictionary<string, object?> { ["root"] = corpora.Root });
         });
-        Stage("pretrain", () => Pretrainer.Run(c.Pretrain with { Cache = c.Cache, Seed = c.Seed, Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads },
-                                                D("pretrain"), resume: true, log, P("pretrain"), cancel));
-        Stage("sft", () => SftTrainer.Run(c.Sft with { Model = Model("pretrain"), Cache = c.Cache, Seed = c.Seed, Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads },
-                                          D("sft"), resume: true, log, P("sft"), cancel));
-        Stage("reward", () => RewardTrainer.Run(c.Reward with { Model = Model("sft"), Cache = c.Cache, Seed = c.Seed, Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads },
-                                                D("reward"), resume: true, log, P("reward"), cancel));
-        var rankings = Path.Combine(D("reward"), "rankings.jsonl");
-        PpoConfig Ppo(PpoConfig p) => p with { Model = Model("sft"), Reward = Model("reward"), Cache = c.Cache, Seed = c.Seed, Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads, EvalPrompts = c.EvalPrompts };
-        DpoConfig Dpo(DpoConfig p) => p with
-        {
-            Model = Model("sft"), Data = new() { rankings }, Reward = Model("reward"), Cache = c.Cache, Seed = c.Seed,
-            Deterministic = c.Deterministic, Device = c.Device, Threads = c.Threads, EvalPrompts = c.EvalPrompts,
-        };
-        Stage("ppo", () => PpoTrainer.Run(Ppo(c.Ppo), D("ppo"), resume: true, log, P("ppo"), cancel));
-        Stage("dpo", () => DpoTrainer.Run(Dpo(c.Dpo), D("dpo"), resume: true, log, P("dpo"), cancel));
+        Stage("pretrain", () => Pretrainer.Run(r.Pretrain, D("pretrain"), resume: true, log, P("pretrain"), cancel));
+        Stage("sft", () => SftTrainer.Run(r.Sft, D("sft"), resume: true, log, P("sft"), cancel));
+        Stage("reward", () => RewardTrainer.Run(r.Reward, D("reward"), resume: true, log, P("reward"), cancel));
+        Stage("ppo", () => PpoTrainer.Run(r.Ppo, D("ppo"), resume: true, log, P("ppo"), cancel));
+        Stage("dpo", () => DpoTrainer.Run(r.Dpo, D("dpo"), resume: true, log, P("dpo"), cancel));
         Stage("bon", () =>
         {
             var device = Native.TorchRuntime.ResolveDevice(c.Device);
@@ -149,33 +196,23 @@ public static class Pipeline
         Stage("frontier", () =>
         {
             // Sub-runs resume individually; the stage is complete when all of them are.
-            var f = c.Frontier;
-            var runs = new List<(string Name, Action<string> Body)>();
-            foreach (var b in f.PpoBetas)
-                runs.Add(($"ppo_beta{b}", dir => PpoTrainer.Run(Ppo(c.Ppo) with { Beta = b, Iterations = f.PpoIterations }, dir, true, log, P("frontier"), cancel)));
-            foreach (var b in f.DpoBetas)
-                runs.Add(($"dpo_beta{b}", dir =>
+            foreach (var run in r.Frontier)
+            {
+                var dir = Path.Combine(D("frontier"), run.Name);
+                if (File.Exists(Path.Combine(dir, "summary.json"))) continue;
+                log?.Invoke($"[frontier] {run.Name}");
+                if (run.Ppo is not null) PpoTrainer.Run(run.Ppo, dir, true, log, P("frontier"), cancel);
+                else
                 {
                     // Same pairs, same reference model: reuse the main DPO run's cached reference log-probabilities.
                     var cached = Path.Combine(D("dpo"), "reference_logps.safetensors");
                     Directory.CreateDirectory(dir);
                     if (File.Exists(cached) && !File.Exists(Path.Combine(dir, "reference_logps.safetensors")))
                         File.Copy(cached, Path.Combine(dir, "reference_logps.safetensors"));
-                    DpoTrainer.Run(Dpo(c.Dpo) with { Beta = b, Optim = c.Dpo.Optim with { MaxSteps = f.DpoSteps } }, dir, true, log, P("frontier"), cancel);
-                }));
-            if (f.Ablations)
-            {
-                runs.Add(("ppo_no_ptx", dir => PpoTrainer.Run(Ppo(c.Ppo) with { PtxCoef = 0, Iterations = f.AblationIterations }, dir, true, log, P("frontier"), cancel)));
-                runs.Add(("ppo_beta0", dir => PpoTrainer.Run(Ppo(c.Ppo) with { Beta = 0, AdaptiveKl = null, Iterations = f.AblationIterations }, dir, true, log, P("frontier"), cancel)));
+                    DpoTrainer.Run(run.Dpo!, dir, true, log, P("frontier"), cancel);
+                }
             }
-            foreach (var (name, body) in runs)
-            {
-                var dir = Path.Combine(D("frontier"), name);
-                if (File.Exists(Path.Combine(dir, "summary.json"))) continue;
-                log?.Invoke($"[frontier] {name}");
-                body(dir);
-            }
-            new RunDirectory(D("frontier")).WriteSummary(new Dictionary<string, object?> { ["runs"] = runs.Select(r => r.Name).ToList() });
+            new RunDirectory(D("frontier")).WriteSummary(new Dictionary<string, object?> { ["runs"] = r.Frontier.Select(x => x.Name).ToList() });
         });
         Stage("report", () => Report.Write(root, c, log));
         return Path.Combine(D("report"), "report.json");

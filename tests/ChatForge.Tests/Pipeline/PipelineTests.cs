@@ -46,4 +46,21 @@ public class PipelineTests
         Assert.Equal(before, File.GetLastWriteTimeUtc(d["run/ppo/summary.json"]));
         Assert.Throws<ChatForgeException>(() => ChatForge.Training.Pipeline.Run(c, d["run"], from: "nope"));
     }
+
+    [Theory]
+    [InlineData("""{"ppo": {"beta": -1}}""", "(ppo): 'beta' = -1")]
+    [InlineData("""{"sft": {"optim": {"max_steps": 0}}}""", "(sft): 'optim.max_steps' = 0")]
+    [InlineData("""{"reward": {"collect": {"k": 1}}}""", "(reward): 'collect.k' = 1")]
+    [InlineData("""{"ppo": {"round_collect": {"noise_std": -1}}}""", "(ppo): 'round_collect.noise_std' = -1")]
+    [InlineData("""{"dpo": {"loss_type": "hinge"}}""", "(dpo): 'loss_type' = hinge")]
+    [InlineData("""{"frontier": {"dpo_steps": 0}}""", "'frontier.dpo_steps' = 0")]
+    [InlineData("""{"threads": 0}""", "'threads' = 0")]
+    public void A_bad_value_for_any_stage_fails_before_any_work_naming_the_key(string json, string expected)
+    {
+        using var d = new TempDir();
+        var c = ConfigMerge.Overlay(PipelineConfig.Tiny with { Cache = FakeCorpora.Create(d["cache"]) }, json, "cfg.json");
+        var e = Assert.Throws<ChatForgeException>(() => ChatForge.Training.Pipeline.Run(c, d["run"]));
+        Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(d["run"]), "the pipeline created its directory before failing");
+    }
 }
