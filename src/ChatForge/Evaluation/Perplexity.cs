@@ -67,7 +67,7 @@ public static class Perplexity
     {
         int ctx = model.Config.NPositions;
         if (from < 1 || from > ids.Length) throw new ArgumentOutOfRangeException(nameof(from), from, "the first scored token needs one token before it");
-        if (stride < 1 || stride > ctx) throw new ChatForgeException($"--stride must be between 1 and the context ({ctx}), got {stride}");
+        if (stride < 1 || stride > ctx) throw new ChatForgeException($"stride must be between 1 and the context ({ctx}), got {stride}");
         // (begin, first, end): the model reads ids[begin .. end−1) and the targets first … end−1 are scored.
         var windows = new List<(int Begin, int First, int End)>();
         for (int begin = Math.Max(0, from - ctx), next = from; next < ids.Length; begin += stride)
@@ -84,8 +84,9 @@ public static class Perplexity
         try
         {
             using var _ = no_grad();
-            // Full windows have the same length: a batch of them per forward pass.
-            foreach (var group in windows.GroupBy(w => w.End - w.Begin).SelectMany(g => g.Chunk(16)))
+            // Full windows have the same length: a batch of them per forward pass, up to 16 or 2^26 logits.
+            int perPass = (int)Math.Clamp((1L << 26) / ((long)ctx * model.Config.VocabSize), 1, 16);
+            foreach (var group in windows.GroupBy(w => w.End - w.Begin).SelectMany(g => g.Chunk(perPass)))
             {
                 using var scope = NewDisposeScope();
                 int len = group[0].End - group[0].Begin;                 // inputs + 1
