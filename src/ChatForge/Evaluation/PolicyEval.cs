@@ -3,7 +3,6 @@ using ChatForge.Labeling;
 using ChatForge.Modeling;
 using ChatForge.Tokenization;
 using ChatForge.Data;
-using static TorchSharp.torch;
 
 namespace ChatForge.Evaluation;
 
@@ -27,6 +26,7 @@ public static class PolicyEval
         for (int i = 0; i < prompts.Count; i++)
         {
             var q = tok.Encode(prompts[i]);
+            if (q.Length == 0) q = new[] { tok.EosId() };   // what the generator conditions an empty prompt on
             if (responses[i].Length == 0) { kl.Add(0); continue; }
             kl.Add(SequenceLogProb(policy, q, responses[i]) - SequenceLogProb(sft, q, responses[i]));
         }
@@ -41,22 +41,16 @@ public static class PolicyEval
         return m;
     }
 
-    /// <summary>log π(response | query): the sum over the response tokens.</summary>
+    /// <summary>
+    /// log π(response | query): the sum over the response tokens, each predicted from the last min(t, ctx)
+    /// tokens before it, as the generator sampled it. When query + response is longer than the context,
+    /// no single window holds every response token with its context, so the window slides one token at a
+    /// time past the first (one more forward pass per token; the first window covers the rest).
+    /// </summary>
     public static double SequenceLogProb(Gpt model, int[] query, int[] response)
     {
-        using var _ = no_grad();
-        using var scope = NewDisposeScope();
-        model.eval();
-        int ctx = model.Config.NPositions;
-        var ids = query.Concat(response).ToArray();
-        if (ids.Length > ctx) ids = ids[^ctx..];
-        int start = ids.Length - response.Length;
-        var x = tensor(ids.Select(i => (long)i).ToArray(), device: model.TokenEmbedding.device).unsqueeze(0);
-        var lp = model.call(x).log_softmax(-1)[0];                                   // (T, V)
-        double total = 0;
-        var rows = lp.narrow(0, Math.Max(0, start - 1), response.Length);
-        var tg = tensor(response.Select(i => (long)i).ToArray(), device: lp.device).unsqueeze(1);
-        total = rows.gather(1, tg).sum().item<float>();
-        return total;
+        if (query.Length == 0) throw new ArgumentException("the query must have at least one token", nameof(query));
+        if (response.Length == 0) return 0;
+        return Perplexity.SlidingLogProbs(model, query.Concat(response).ToArray(), query.Length, stride: 1).Sum();
     }
 }

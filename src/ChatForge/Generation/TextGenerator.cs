@@ -9,7 +9,8 @@ namespace ChatForge.Generation;
 /// <summary>
 /// Autoregressive sampling from a <see cref="Gpt"/>: batched prompts (left-padded, with an attention
 /// mask and position ids so padding changes nothing), a KV cache (or full recomputation, to compare),
-/// greedy / temperature / top-k / top-p, stop on EOS, stop tokens or stop strings, and a seed.
+/// greedy / temperature / top-k / top-p, stop on EOS, stop tokens or stop strings, and a seed. Past the
+/// context the window slides (nanoGPT's crop to the last n_positions tokens), the same for every caller.
 /// </summary>
 public sealed class TextGenerator
 {
@@ -27,108 +28,180 @@ public sealed class TextGenerator
     public Completion Complete(string prompt, SamplingOptions o, bool useCache = true) =>
         Generate(new[] { _tok.Encode(prompt) }, o, useCache)[0];
 
-    /// <summary>Generates a completion for every prompt, in one batch.</summary>
+    /// <summary>
+    /// Generates a completion for every prompt, in one batch. Each step sees the last n_positions tokens
+    /// of its sequence, as nanoGPT's generate crops them, so a completion may be longer than the context;
+    /// only a prompt longer than the context loses its beginning (<see cref="Completion.PromptTruncated"/>).
+    /// </summary>
     public IReadOnlyList<Completion> Generate(IReadOnlyList<int[]> prompts, SamplingOptions o, bool useCache = true, Action<int, int>? onToken = null)
     {
         o.Validate();
         if (prompts.Count == 0) return Array.Empty<Completion>();
         int ctx = _model.Config.NPositions;
-        int maxNew = Math.Min(o.MaxNewTokens, ctx - 1);
-        int keep = ctx - maxNew; // room for the prompt
-        var trimmed = prompts.Select(p => p.Length == 0 ? new[] { _tok.EosId() } : p.Length > keep ? p[^keep..] : p).ToArray();
-        bool[] truncated = prompts.Select(p => p.Length > keep).ToArray();
-        int b = trimmed.Length, promptLen = trimmed.Max(p => p.Length);
+        // The first step sees at most the context, so tokens before it can never matter.
+        var trimmed = prompts.Select(p => p.Length == 0 ? new[] { _tok.EosId() } : p.Length > ctx ? p[^ctx..] : p).ToArray();
         var stopIds = new HashSet<int>(o.StopTokenIds);
         if (!o.IgnoreEos) foreach (var id in _tok.Specials.Values) stopIds.Add(id);
-
-        var outTokens = Enumerable.Range(0, b).Select(_ => new List<int>()).ToArray();
-        var finish = new string?[b];
-        var stopToken = new int?[b];
-        var texts = Enumerable.Range(0, b).Select(_ => new StringBuilder()).ToArray();
-        var decoders = Enumerable.Range(0, b).Select(_ => Encoding.UTF8.GetDecoder()).ToArray();
-        using var gen = o.Seed is { } seed ? new torch.Generator((ulong)seed, _device) : null;
+        var rows = trimmed.Select(_ => new Row()).ToArray();
 
         bool wasTraining = _model.training;
         _model.eval();
-        using var inference = inference_mode();
-        using var cache = useCache ? new KvCache(_model.Config, b, _device) : null;
-        using var outer = NewDisposeScope();
-
-        // Left-pad into a buffer that also has room for the new tokens: ids (B, L+N), a key mask
-        // (true = real token; the new positions are real) and positions counted from each row's first real token.
-        int total = promptLen + maxNew;
-        var ids = new long[b * total];
-        var real = new bool[b * total];
-        bool anyPad = false;
-        for (int r = 0; r < b; r++)
+        try
         {
-            int pad = promptLen - trimmed[r].Length;
-            anyPad |= pad > 0;
-            for (int i = 0; i < total; i++)
+            using var inference = inference_mode();
+            using var outer = NewDisposeScope();
+            using var gen = o.Seed is { } seed ? new torch.Generator((ulong)seed, _device) : null;
+            using var batch = new Batch(_model, trimmed, o.MaxNewTokens, _tok.EosId(), useCache);
+            for (int step = 0; step < o.MaxNewTokens; step++)
             {
-                ids[r * total + i] = i < pad ? _tok.EosId() : i < promptLen ? trimmed[r][i - pad] : 0;
-                real[r * total + i] = i >= pad;
+                using var scope = NewDisposeScope();
+                var next = Sample(batch.NextLogits(), o, gen);                 // (B)
+                var nextIds = next.cpu().data<long>().ToArray();
+                for (int r = 0; r < rows.Length; r++)
+                    if (rows[r].Finish is null && Accept(rows[r], (int)nextIds[r], stopIds, o.StopStrings))
+                        onToken?.Invoke(r, (int)nextIds[r]);
+                if (rows.All(row => row.Finish is not null)) break;
+                batch.Append(next);
             }
         }
-        var seq = tensor(ids, new long[] { b, total }, device: _device);
-        var keyMask = tensor(real, new long[] { b, total }, device: _device);
-        var allPositions = (keyMask.to(ScalarType.Int64).cumsum(1) - 1).clamp_min(0);   // (B, L+N)
-
-        int len = promptLen;
-        for (int step = 0; step < maxNew; step++)
+        finally
         {
-            using var scope = NewDisposeScope();
-            Tensor hidden;
-            if (cache is null || step == 0)
+            if (wasTraining) _model.train();
+        }
+
+        return rows.Select((row, r) =>
+        {
+            if (row.Finish != "stop" || o.StopStrings.Count == 0) Flush(row.Text, row.Decoder);
+            return new Completion(row.Tokens.ToArray(), row.Text.ToString(), row.Finish ?? "length", trimmed[r].Length, prompts[r].Length > ctx, row.StopToken);
+        }).ToList();
+    }
+
+    /// <summary>One row's completion so far, and why it ended (null while it runs).</summary>
+    sealed class Row
+    {
+        public readonly List<int> Tokens = new();
+        public readonly StringBuilder Text = new();
+        public readonly Decoder Decoder = Encoding.UTF8.GetDecoder();
+        public string? Finish;
+        public int? StopToken;
+    }
+
+    /// <summary>
+    /// Takes a row's next token: a stop token ends the row and is not emitted; any other token joins the
+    /// completion, and a stop string now in its text ends the row with the text cut before it.
+    /// Returns whether the token was emitted.
+    /// </summary>
+    bool Accept(Row row, int id, HashSet<int> stopIds, IReadOnlyList<string> stopStrings)
+    {
+        if (stopIds.Contains(id))
+        {
+            row.Finish = id == _tok.EosId() ? "eos" : "stop";
+            row.StopToken = id;
+            return false;
+        }
+        row.Tokens.Add(id);
+        AppendText(row.Text, row.Decoder, id);
+        if (stopStrings.Count > 0)
+        {
+            var s = row.Text.ToString();
+            foreach (var stop in stopStrings)
             {
-                // The whole sequence so far (prefill, or recomputation without a cache).
-                var km = keyMask.narrow(1, 0, len);
-                hidden = _model.Hidden(seq.narrow(1, 0, len), allPositions.narrow(1, 0, len), anyPad ? PaddedCausalMask(km) : null, cache);
+                int at = s.IndexOf(stop, StringComparison.Ordinal);
+                if (at < 0) continue;
+                row.Text.Length = at;
+                row.Finish = "stop";
+                break;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// The sequences being decoded: left-padded into a buffer with room for the new tokens (ids, and a mask
+    /// of the real tokens: the new positions are real), and the KV cache of the current window.
+    /// </summary>
+    sealed class Batch : IDisposable
+    {
+        readonly Gpt _model;
+        readonly int _ctx;
+        readonly Tensor _ids, _real;    // (B, L+N)
+        readonly Tensor _positions;     // (B, L+N): counted from each row's first real token
+        readonly int _padColumns;       // columns 0 … _padColumns−1 hold some row's left padding
+        readonly KvCache? _cache;
+        int _cacheStart;                // the column the cache's first position holds
+
+        /// <summary>Columns filled so far (the prompt, then one per step).</summary>
+        public int Length { get; private set; }
+
+        public Batch(Gpt model, int[][] prompts, int maxNew, int padId, bool useCache)
+        {
+            _model = model;
+            _ctx = model.Config.NPositions;
+            int b = prompts.Length, promptLen = prompts.Max(p => p.Length), total = promptLen + maxNew;
+            var ids = new long[b * total];
+            var real = new bool[b * total];
+            for (int r = 0; r < b; r++)
+            {
+                int pad = promptLen - prompts[r].Length;
+                for (int i = 0; i < total; i++)
+                {
+                    ids[r * total + i] = i < pad ? padId : i < promptLen ? prompts[r][i - pad] : 0;
+                    real[r * total + i] = i >= pad;
+                }
+            }
+            var device = model.TokenEmbedding.device;
+            _ids = tensor(ids, new long[] { b, total }, device: device).DetachFromDisposeScope();
+            _real = tensor(real, new long[] { b, total }, device: device).DetachFromDisposeScope();
+            _positions = Positions(_real).DetachFromDisposeScope();
+            _padColumns = promptLen - prompts.Min(p => p.Length);
+            _cache = useCache ? new KvCache(model.Config, b, device) : null;
+            Length = promptLen;
+        }
+
+        /// <summary>
+        /// Logits (B, V) for the token after the last filled column, seeing the last n_positions columns
+        /// (nanoGPT's crop). With a cache, one new position is decoded while the window only grows; when it
+        /// slides, every position changes (absolute position embeddings), so the window is prefilled again.
+        /// </summary>
+        public Tensor NextLogits()
+        {
+            int start = Math.Max(0, Length - _ctx);
+            var real = _real.narrow(1, start, Length - start);
+            var positions = start == 0 ? _positions.narrow(1, 0, Length) : Positions(real);  // a slid window counts afresh
+            bool padded = start < _padColumns;
+            Tensor hidden;
+            if (_cache is not null && _cache.Length > 0 && start == _cacheStart)
+            {
+                // Decode: one new token per row; it may attend to every cached real position.
+                var mask = padded ? real.unsqueeze(1).unsqueeze(1) : null;                // (B, 1, 1, Lk)
+                hidden = _model.Hidden(_ids.narrow(1, Length - 1, 1), positions.narrow(1, Length - 1 - start, 1), mask, _cache);
             }
             else
             {
-                // One new token per row; it may attend to every cached real position.
-                var mask = anyPad ? keyMask.narrow(1, 0, len).unsqueeze(1).unsqueeze(1) : null; // (B, 1, 1, Lk)
-                hidden = _model.Hidden(seq.narrow(1, len - 1, 1), allPositions.narrow(1, len - 1, 1), mask, cache);
+                // Prefill the window (every step without a cache: full recomputation).
+                _cache?.Reset();
+                _cacheStart = start;
+                hidden = _model.Hidden(_ids.narrow(1, start, Length - start), positions, padded ? PaddedCausalMask(real) : null, _cache);
             }
-            var logits = _model.Logits(hidden.select(1, -1));
-            var next = Sample(logits, o, gen);                                  // (B)
-            var nextIds = next.cpu().data<long>().ToArray();
-            for (int r = 0; r < b; r++)
-            {
-                if (finish[r] is not null) continue;
-                int id = (int)nextIds[r];
-                if (stopIds.Contains(id)) { finish[r] = id == _tok.EosId() ? "eos" : "stop"; stopToken[r] = id; continue; }
-                outTokens[r].Add(id);
-                onToken?.Invoke(r, id);
-                AppendText(texts[r], decoders[r], id);
-                if (o.StopStrings.Count > 0)
-                {
-                    var s = texts[r].ToString();
-                    foreach (var stop in o.StopStrings)
-                    {
-                        int at = s.IndexOf(stop, StringComparison.Ordinal);
-                        if (at < 0) continue;
-                        texts[r].Length = at;
-                        finish[r] = "stop";
-                        break;
-                    }
-                }
-            }
-            if (finish.All(f => f is not null)) break;
-            seq.narrow(1, len, 1).copy_(next.unsqueeze(1));
-            len++;
+            return _model.Logits(hidden.select(1, -1));
         }
-        if (wasTraining) _model.train();
 
-        var result = new Completion[b];
-        for (int r = 0; r < b; r++)
+        static Tensor Positions(Tensor real) => (real.to(ScalarType.Int64).cumsum(1) - 1).clamp_min(0);
+
+        /// <summary>Writes the sampled tokens (B) into the next column.</summary>
+        public void Append(Tensor next)
         {
-            if (finish[r] != "stop" || o.StopStrings.Count == 0) Flush(texts[r], decoders[r]);
-            var text = texts[r].ToString();
-            result[r] = new Completion(outTokens[r].ToArray(), text, finish[r] ?? "length", trimmed[r].Length, truncated[r], stopToken[r]);
+            _ids.narrow(1, Length, 1).copy_(next.unsqueeze(1));
+            Length++;
         }
-        return result;
+
+        public void Dispose()
+        {
+            _cache?.Dispose();
+            _ids.Dispose();
+            _real.Dispose();
+            _positions.Dispose();
+        }
     }
 
     /// <summary>Streams the completion of one prompt as text pieces, as tokens are generated.</summary>

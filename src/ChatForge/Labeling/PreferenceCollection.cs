@@ -25,13 +25,14 @@ public sealed record CollectConfig
     /// <summary>Disallowed requests for the harmless task (default: a built-in list).</summary>
     public List<string>? Disallowed { get; init; }
 
-    public void Validate(string source)
+    /// <param name="key">the config key this object sits under ("collect", or PPO's "round_collect")</param>
+    public void Validate(string source, string key = "collect")
     {
-        if (Task is not ("sentiment" or "capitals" or "harmless")) throw new ChatForgeException($"{source}: 'collect.task' = {Task} (sentiment, capitals, harmless)");
-        if (K is < Preferences.MinK or > Preferences.MaxK) throw new ChatForgeException($"{source}: 'collect.k' = {K} is out of range ({Preferences.MinK}–{Preferences.MaxK})");
-        if (Prompts < 1) throw new ChatForgeException($"{source}: 'collect.prompts' = {Prompts} is out of range (≥ 1)");
-        if (NoiseStd < 0) throw new ChatForgeException($"{source}: 'collect.noise_std' = {NoiseStd} is out of range (≥ 0)");
-        if (TieMargin < 0) throw new ChatForgeException($"{source}: 'collect.tie_margin' = {TieMargin} is out of range (≥ 0)");
+        if (Task is not ("sentiment" or "capitals" or "harmless")) throw new ChatForgeException($"{source}: '{key}.task' = {Task} (sentiment, capitals, harmless)");
+        if (K is < Preferences.MinK or > Preferences.MaxK) throw new ChatForgeException($"{source}: '{key}.k' = {K} is out of range ({Preferences.MinK}–{Preferences.MaxK})");
+        if (Prompts < 1) throw new ChatForgeException($"{source}: '{key}.prompts' = {Prompts} is out of range (≥ 1)");
+        if (NoiseStd < 0) throw new ChatForgeException($"{source}: '{key}.noise_std' = {NoiseStd} is out of range (≥ 0)");
+        if (TieMargin < 0) throw new ChatForgeException($"{source}: '{key}.tie_margin' = {TieMargin} is out of range (≥ 0)");
     }
 }
 

@@ -37,19 +37,30 @@ public static class SelfInstruct
             foreach (var c in gen.Generate(prompts, o with { Seed = seed + generated }))
             {
                 generated++;
-                var text = c.Text;
-                int at = text.IndexOf("\nOutput:", StringComparison.Ordinal);
-                if (at < 0) { dropped["format"]++; continue; }
-                var instruction = text[..at].Trim();
-                var output = text[(at + 8)..].Trim();
-                var iw = Words(instruction);
-                if (iw.Length < 3 || iw.Length > 40 || output.Length == 0 || Words(output).Length > 60) { dropped["length"]++; continue; }
-                if (pool.Any(p => RougeL(iw, p) >= rougeThreshold)) { dropped["duplicate"]++; continue; }
-                pool.Add(iw);
-                kept.Add(SftExample.PromptCompletion(instruction, output, "self-instruct"));
+                var (example, reason) = Judge(c.Text, pool, rougeThreshold);
+                if (example is null) { dropped[reason!]++; continue; }
+                pool.Add(Words(example.Messages![0].Content));
+                kept.Add(example);
             }
         }
         return (kept, new SelfInstructReport(generated, kept.Count, dropped));
+    }
+
+    /// <summary>
+    /// Parses what the model wrote after "Instruction:" into an instruction/output pair and judges it:
+    /// "format" without "\nOutput:", "length" unless the instruction has 3–40 words and the output is non-empty with at most 60,
+    /// "duplicate" when its instruction's ROUGE-L against one in <paramref name="pool"/> reaches the threshold.
+    /// </summary>
+    public static (SftExample? Example, string? DropReason) Judge(string text, IReadOnlyList<string[]> pool, double rougeThreshold)
+    {
+        int at = text.IndexOf("\nOutput:", StringComparison.Ordinal);
+        if (at < 0) return (null, "format");
+        var instruction = text[..at].Trim();
+        var output = text[(at + 8)..].Trim();
+        var iw = Words(instruction);
+        if (iw.Length < 3 || iw.Length > 40 || output.Length == 0 || Words(output).Length > 60) return (null, "length");
+        if (pool.Any(p => RougeL(iw, p) >= rougeThreshold)) return (null, "duplicate");
+        return (SftExample.PromptCompletion(instruction, output, "self-instruct"), null);
     }
 
     public static string[] Words(string s) =>

@@ -37,17 +37,8 @@ public sealed class KvCache : IDisposable
     /// <summary>Called once per forward pass, after every layer appended <paramref name="t"/> positions.</summary>
     public void Advance(int t) => Length += t;
 
-    /// <summary>Keeps only the batch rows in <paramref name="rows"/> (for dropping finished sequences).</summary>
-    public void Select(Tensor rows)
-    {
-        for (int l = 0; l < _k.Length; l++)
-        {
-            var k = _k[l].index_select(0, rows).DetachFromDisposeScope();
-            var v = _v[l].index_select(0, rows).DetachFromDisposeScope();
-            _k[l].Dispose(); _v[l].Dispose();
-            _k[l] = k; _v[l] = v;
-        }
-    }
+    /// <summary>Forgets every position (the tensors stay allocated), e.g. before prefilling a slid window.</summary>
+    public void Reset() => Length = 0;
 
     public void Dispose()
     {

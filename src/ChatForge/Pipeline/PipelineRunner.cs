@@ -26,6 +26,12 @@ public sealed record FrontierConfig
     public bool Ablations { get; init; } = true;
 }
 
+/// <summary>Every stage's config as a pipeline run uses it (see <see cref="PipelineConfig.Resolve"/>).</summary>
+public sealed record ResolvedStages(PretrainConfig Pretrain, SftConfig Sft, RewardConfig Reward, PpoConfig Ppo, DpoConfig Dpo, List<FrontierRun> Frontier);
+
+/// <summary>One run of the frontier stage, in its own sub-directory <see cref="Name"/>: a PPO or a DPO run.</summary>
+public sealed record FrontierRun(string Name, PpoConfig? Ppo, DpoConfig? Dpo);
+
 /// <summary>
 /// `chatforge pipeline`: every stage on the embedded defaults. Each stage's run directory sits in the
 /// pipeline directory; a stage whose summary.json exists is complete and skipped, so a killed pipeline
@@ -49,12 +55,58 @@ public sealed record PipelineConfig : RunOptions
 
     public static readonly string[] Stages = { "data", "pretrain", "sft", "reward", "ppo", "dpo", "bon", "frontier", "report" };
 
+    /// <summary>
+    /// Checks every stage's config as the pipeline will run it (<see cref="Resolve"/>), so a bad value for
+    /// a late stage fails at once, naming the stage and key, not after minutes of the stages before it.
+    /// </summary>
     public void Validate(string source)
     {
         if (BestOfN.Count == 0 || BestOfN.Any(n => n < 1)) throw new ChatForgeException($"{source}: 'best_of_n' must list values ≥ 1");
         if (EvalPrompts < 1) throw new ChatForgeException($"{source}: 'eval_prompts' = {EvalPrompts} is out of range (≥ 1)");
+        if (Threads is < 1) throw new ChatForgeException($"{source}: 'threads' = {Threads} is out of range (≥ 1)");
         if (Frontier.PpoBetas.Any(b => b < 0) || Frontier.DpoBetas.Any(b => b <= 0)) throw new ChatForgeException($"{source}: 'frontier' betas must be positive");
-        Pretrain.Validate(source + " (pretrain)");
+        if (Frontier.PpoIterations < 1) throw new ChatForgeException($"{source}: 'frontier.ppo_iterations' = {Frontier.PpoIterations} is out of range (≥ 1)");
+        if (Frontier.DpoSteps < 1) throw new ChatForgeException($"{source}: 'frontier.dpo_steps' = {Frontier.DpoSteps} is out of range (≥ 1)");
+        if (Frontier.AblationIterations < 1) throw new ChatForgeException($"{source}: 'frontier.ablation_iterations' = {Frontier.AblationIterations} is out of range (≥ 1)");
+        var r = Resolve("pipeline");   // the directories do not matter here, only the values
+        r.Pretrain.Validate(source + " (pretrain)");
+        r.Sft.Validate(source + " (sft)");
+        r.Reward.Validate(source + " (reward)");
+        r.Ppo.Validate(source + " (ppo)");
+        r.Dpo.Validate(source + " (dpo)");
+        foreach (var run in r.Frontier)
+        {
+            run.Ppo?.Validate($"{source} (frontier {run.Name})");
+            run.Dpo?.Validate($"{source} (frontier {run.Name})");
+        }
+    }
+
+    /// <summary>
+    /// Each stage's config as the pipeline runs it under <paramref name="root"/>: the pipeline's run options
+    /// (seed, cache, device, threads), and the models and data of the stages before it.
+    /// </summary>
+    public ResolvedStages Resolve(string root)
+    {
+        string Model(string stage) => Path.Combine(PipelineRunner.StageDir(root, stage), "model");
+        var ppo = AppliedTo(Ppo) with { Model = Model("sft"), Reward = Model("reward"), EvalPrompts = EvalPrompts };
+        var dpo = AppliedTo(Dpo) with
+        {
+            Model = Model("sft"), Data = new() { Path.Combine(PipelineRunner.StageDir(root, "reward"), "rankings.jsonl") }, Reward = Model("reward"),
+            EvalPrompts = EvalPrompts,
+        };
+        var frontier = new List<FrontierRun>();
+        frontier.AddRange(Frontier.PpoBetas.Select(b => new FrontierRun($"ppo_beta{b}", ppo with { Beta = b, Iterations = Frontier.PpoIterations }, null)));
+        frontier.AddRange(Frontier.DpoBetas.Select(b => new FrontierRun($"dpo_beta{b}", null, dpo with { Beta = b, Optim = dpo.Optim with { MaxSteps = Frontier.DpoSteps } })));
+        if (Frontier.Ablations)
+        {
+            frontier.Add(new FrontierRun("ppo_no_ptx", ppo with { PtxCoef = 0, Iterations = Frontier.AblationIterations }, null));
+            frontier.Add(new FrontierRun("ppo_beta0", ppo with { Beta = 0, AdaptiveKl = null, Iterations = Frontier.AblationIterations }, null));
+        }
+        return new ResolvedStages(
+            AppliedTo(Pretrain),
+            AppliedTo(Sft) with { Model = Model("pretrain") },
+            AppliedTo(Reward) with { Model = Model("sft") },
+            ppo, dpo, frontier);
     }
 
     public static PipelineConfig Demo => new();
@@ -96,6 +148,7 @@ public static class PipelineRunner
                 if (Directory.Exists(StageDir(root, s))) Directory.Delete(StageDir(root, s), recursive: true);
         }
         AtomicFile.WriteAllText(Path.Combine(root, "pipeline_config.json"), Json.Serialize(c));
+        var r = c.Resolve(root);
         string Dir(string stage) => StageDir(root, stage);
         string Model(string s) => Path.Combine(Dir(s), "model");
         Action<TrainingProgress>? ProgressOf(string stage) => progress is null ? null : p => progress(stage, p);
@@ -118,17 +171,11 @@ public static class PipelineRunner
             var corpora = Corpora.OpenOrFetch(c.Cache, log);
             new RunDirectory(Dir("data")).WriteSummary(new Dictionary<string, object?> { ["root"] = corpora.Root });
         });
-        Stage("pretrain", () => Pretrainer.Run(c.AppliedTo(c.Pretrain),
-                                                Dir("pretrain"), resume: true, log, ProgressOf("pretrain"), cancel));
-        Stage("sft", () => SftTrainer.Run(c.AppliedTo(c.Sft) with { Model = Model("pretrain") },
-                                          Dir("sft"), resume: true, log, ProgressOf("sft"), cancel));
-        Stage("reward", () => RewardTrainer.Run(c.AppliedTo(c.Reward) with { Model = Model("sft") },
-                                                Dir("reward"), resume: true, log, ProgressOf("reward"), cancel));
-        var rankings = Path.Combine(Dir("reward"), "rankings.jsonl");
-        PpoConfig Ppo(PpoConfig p) => c.AppliedTo(p) with { Model = Model("sft"), Reward = Model("reward"), EvalPrompts = c.EvalPrompts };
-        DpoConfig Dpo(DpoConfig p) => c.AppliedTo(p) with { Model = Model("sft"), Data = new() { rankings }, Reward = Model("reward"), EvalPrompts = c.EvalPrompts };
-        Stage("ppo", () => PpoTrainer.Run(Ppo(c.Ppo), Dir("ppo"), resume: true, log, ProgressOf("ppo"), cancel));
-        Stage("dpo", () => DpoTrainer.Run(Dpo(c.Dpo), Dir("dpo"), resume: true, log, ProgressOf("dpo"), cancel));
+        Stage("pretrain", () => Pretrainer.Run(r.Pretrain, Dir("pretrain"), resume: true, log, ProgressOf("pretrain"), cancel));
+        Stage("sft", () => SftTrainer.Run(r.Sft, Dir("sft"), resume: true, log, ProgressOf("sft"), cancel));
+        Stage("reward", () => RewardTrainer.Run(r.Reward, Dir("reward"), resume: true, log, ProgressOf("reward"), cancel));
+        Stage("ppo", () => PpoTrainer.Run(r.Ppo, Dir("ppo"), resume: true, log, ProgressOf("ppo"), cancel));
+        Stage("dpo", () => DpoTrainer.Run(r.Dpo, Dir("dpo"), resume: true, log, ProgressOf("dpo"), cancel));
         Stage("bon", () =>
         {
             var device = Native.TorchRuntime.ResolveDevice(c.Device);
@@ -143,33 +190,23 @@ public static class PipelineRunner
         Stage("frontier", () =>
         {
             // Sub-runs resume individually; the stage is complete when all of them are.
-            var f = c.Frontier;
-            var runs = new List<(string Name, Action<string> Body)>();
-            foreach (var b in f.PpoBetas)
-                runs.Add(($"ppo_beta{b}", dir => PpoTrainer.Run(Ppo(c.Ppo) with { Beta = b, Iterations = f.PpoIterations }, dir, true, log, ProgressOf("frontier"), cancel)));
-            foreach (var b in f.DpoBetas)
-                runs.Add(($"dpo_beta{b}", dir =>
+            foreach (var run in r.Frontier)
+            {
+                var dir = Path.Combine(Dir("frontier"), run.Name);
+                if (File.Exists(Path.Combine(dir, "summary.json"))) continue;
+                log?.Invoke($"[frontier] {run.Name}");
+                if (run.Ppo is not null) PpoTrainer.Run(run.Ppo, dir, true, log, ProgressOf("frontier"), cancel);
+                else
                 {
                     // Same pairs, same reference model: reuse the main DPO run's cached reference log-probabilities.
                     var cached = Path.Combine(Dir("dpo"), "reference_logps.safetensors");
                     Directory.CreateDirectory(dir);
                     if (File.Exists(cached) && !File.Exists(Path.Combine(dir, "reference_logps.safetensors")))
                         File.Copy(cached, Path.Combine(dir, "reference_logps.safetensors"));
-                    DpoTrainer.Run(Dpo(c.Dpo) with { Beta = b, Optim = c.Dpo.Optim with { MaxSteps = f.DpoSteps } }, dir, true, log, ProgressOf("frontier"), cancel);
-                }));
-            if (f.Ablations)
-            {
-                runs.Add(("ppo_no_ptx", dir => PpoTrainer.Run(Ppo(c.Ppo) with { PtxCoef = 0, Iterations = f.AblationIterations }, dir, true, log, ProgressOf("frontier"), cancel)));
-                runs.Add(("ppo_beta0", dir => PpoTrainer.Run(Ppo(c.Ppo) with { Beta = 0, AdaptiveKl = null, Iterations = f.AblationIterations }, dir, true, log, ProgressOf("frontier"), cancel)));
+                    DpoTrainer.Run(run.Dpo!, dir, true, log, ProgressOf("frontier"), cancel);
+                }
             }
-            foreach (var (name, body) in runs)
-            {
-                var dir = Path.Combine(Dir("frontier"), name);
-                if (File.Exists(Path.Combine(dir, "summary.json"))) continue;
-                log?.Invoke($"[frontier] {name}");
-                body(dir);
-            }
-            new RunDirectory(Dir("frontier")).WriteSummary(new Dictionary<string, object?> { ["runs"] = runs.Select(r => r.Name).ToList() });
+            new RunDirectory(Dir("frontier")).WriteSummary(new Dictionary<string, object?> { ["runs"] = r.Frontier.Select(x => x.Name).ToList() });
         });
         Stage("report", () => Report.Write(root, c, log));
         return Path.Combine(Dir("report"), "report.json");

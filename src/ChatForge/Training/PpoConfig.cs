@@ -103,7 +103,7 @@ public sealed record PpoConfig : RunOptions
         Check(EvalInterval >= 0, "eval_interval", EvalInterval, "≥ 0");
         Check(EvalPrompts >= 1, "eval_prompts", EvalPrompts, "≥ 1");
         Check(CheckpointInterval >= 0, "checkpoint_interval", CheckpointInterval, "≥ 0");
-        RoundCollect.Validate(source);
+        RoundCollect.Validate(source, "round_collect");
     }
 
     public static PpoConfig Demo => new();

@@ -57,6 +57,9 @@ public sealed class PpoTrainer
                List<string> prompts, List<string> evalPrompts, TokenStream? ptxTrain, TokenStream? ptxVal, SentimentOracle? oracle,
                Func<IReadOnlyList<string>, IReadOnlyList<string>, IReadOnlyList<int[]>, double[]>? reward = null)
     {
+        // Generation slides past the context, but a rollout is scored in one window of query + response.
+        if (c.MaxNewTokens >= policy.Config.NPositions)
+            throw new ChatForgeException($"ppo config: 'max_new_tokens' = {c.MaxNewTokens} must be less than the model's context ({policy.Config.NPositions})");
         _c = c; _policy = policy; _ref = reference; _rm = rm; _value = value; _tok = tok;
         _reward = reward ?? RmReward;
         _prompts = prompts; _evalPrompts = evalPrompts; _ptxTrain = ptxTrain; _ptxVal = ptxVal; _oracle = oracle;

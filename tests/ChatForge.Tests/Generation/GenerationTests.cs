@@ -1,5 +1,6 @@
 using ChatForge.Checkpoints;
 using ChatForge.Generation;
+using ChatForge.Modeling;
 using ChatForge.Tests.Support;
 using ChatForge.Tokenization;
 using Xunit;
@@ -69,11 +70,17 @@ public class GenerationTests
     public void Stop_strings_cut_the_completion_and_eos_ends_it()
     {
         var g = Gen(out var tok);
-        var full = g.Complete("The ", Greedy with { MaxNewTokens = 40 }).Text;
-        var stop = full.Substring(10, 2);
+        var full = g.Complete("The ", Greedy with { MaxNewTokens = 40 });
+        Assert.Equal(40, full.Tokens.Length);
+        var stop = full.Text.Substring(10, 2);
+        int at = full.Text.IndexOf(stop, StringComparison.Ordinal);
         var cut = g.Complete("The ", Greedy with { MaxNewTokens = 40, StopStrings = new[] { stop } });
+        // It stopped: before the token budget, at the first occurrence, with the stop string itself cut off.
         Assert.Equal("stop", cut.FinishReason);
-        Assert.Equal(full[..full.IndexOf(stop, StringComparison.Ordinal)], cut.Text);
+        Assert.InRange(cut.Tokens.Length, 1, 39);
+        Assert.Equal(full.Text[..at], cut.Text);
+        Assert.DoesNotContain(stop, cut.Text, StringComparison.Ordinal);
+        Assert.Equal(full.Tokens[..cut.Tokens.Length], cut.Tokens);
         // A stop token id: the first generated token ends the completion at once.
         var first = g.Complete("The ", Greedy with { MaxNewTokens = 1 }).Tokens[0];
         var none = g.Complete("The ", Greedy with { StopTokenIds = new[] { first } });
@@ -84,11 +91,90 @@ public class GenerationTests
     [Fact]
     public void Prompts_longer_than_the_context_keep_their_end()
     {
-        var g = Gen(out _);
-        var c = g.Complete(new string('x', 100), Greedy with { MaxNewTokens = 4 });
+        var g = Gen(out var tok);
+        var prompt = tok.Encode(string.Concat(Enumerable.Repeat("The whale and the sea. ", 5)));
+        var c = g.Generate(new[] { prompt }, Greedy with { MaxNewTokens = 4 })[0];
         Assert.True(c.PromptTruncated);
-        Assert.Equal(32 - 4, c.PromptTokens);
-        Assert.Equal(4, c.Tokens.Length);
+        Assert.Equal(32, c.PromptTokens); // the first step sees the context's worth of the prompt's end
+        Assert.Equal(NanoGptGreedy(HfCheckpoint.Load(TinyRun.ModelDir).Model, prompt, 4), c.Tokens);
+    }
+
+    /// <summary>
+    /// A random byte-level model with a 16-token context. Weights drawn with sd 0.3 (not GPT-2's 0.02) make
+    /// its greedy tokens depend on the whole window instead of repeating the last token, so a wrong window shows.
+    /// </summary>
+    static (Gpt Model, ITokenizer Tok) Context16()
+    {
+        manual_seed(3);
+        var config = TinyBase.Config with { NPositions = 16, InitializerRange = 0.3 };
+        return (new Gpt(config), new ByteTokenizer());
+    }
+
+    /// <summary>nanoGPT's generate, greedy: crop the sequence to its last n_positions tokens, forward, argmax.</summary>
+    static int[] NanoGptGreedy(Gpt m, int[] prompt, int maxNewTokens)
+    {
+        using var _ = no_grad();
+        m.eval();
+        var seq = prompt.ToList();
+        for (int i = 0; i < maxNewTokens; i++)
+        {
+            var cond = seq.Skip(Math.Max(0, seq.Count - m.Config.NPositions)).Select(t => (long)t).ToArray();
+            var logits = m.call(tensor(cond).unsqueeze(0));
+            seq.Add((int)logits[0, -1].argmax().item<long>());
+        }
+        return seq.Skip(prompt.Length).ToArray();
+    }
+
+    [Fact]
+    public void More_new_tokens_than_the_context_slide_the_window_as_nanogpt_does()
+    {
+        var (m, tok) = Context16();
+        var g = new TextGenerator(m, tok);
+        var prompt = tok.Encode("The");
+        Assert.Equal(3, prompt.Length);
+        var cached = g.Generate(new[] { prompt }, Greedy with { MaxNewTokens = 40 }, useCache: true)[0];
+        var uncached = g.Generate(new[] { prompt }, Greedy with { MaxNewTokens = 40 }, useCache: false)[0];
+        Assert.Equal(40, cached.Tokens.Length);
+        Assert.Equal("length", cached.FinishReason);
+        Assert.False(cached.PromptTruncated);
+        Assert.Equal(3, cached.PromptTokens);
+        Assert.Equal(uncached.Tokens, cached.Tokens);
+        var reference = NanoGptGreedy(m, prompt, 40);
+        Assert.True(reference.Distinct().Count() > 3, "the reference should not be one repeated token");
+        Assert.Equal(reference, cached.Tokens);
+    }
+
+    [Fact]
+    public void A_padded_batch_slides_each_row_as_if_it_were_alone()
+    {
+        var (m, tok) = Context16();
+        var g = new TextGenerator(m, tok);
+        var prompts = new[] { tok.Encode("Sea"), tok.Encode("The old captain"), tok.Encode("Peace and war, the ") };
+        Assert.True(prompts[2].Length > 16);
+        foreach (var useCache in new[] { true, false })
+        {
+            var batch = g.Generate(prompts, Greedy with { MaxNewTokens = 30 }, useCache);
+            for (int r = 0; r < prompts.Length; r++)
+            {
+                Assert.Equal(NanoGptGreedy(m, prompts[r], 30), batch[r].Tokens);
+                Assert.Equal(prompts[r].Length > 16, batch[r].PromptTruncated);
+                Assert.Equal(Math.Min(16, prompts[r].Length), batch[r].PromptTokens);
+            }
+        }
+    }
+
+    [Fact]
+    public void Generate_verb_warns_about_the_prompt_only_when_it_is_longer_than_the_context()
+    {
+        using var d = new TempDir();
+        var (m, tok) = Context16();
+        HfCheckpoint.Write(d["m16"], m, tok);
+        var ok = CliRunner.Run("generate", "--model", d["m16"], "--prompt", "The", "--max-new-tokens", "40", "--temperature", "0");
+        Assert.Equal(0, ok.Code);
+        Assert.DoesNotContain("warning", ok.Err, StringComparison.Ordinal);
+        var longPrompt = CliRunner.Run("generate", "--model", d["m16"], "--prompt", "The whale and the sea, the ship", "--max-new-tokens", "4");
+        Assert.Equal(0, longPrompt.Code);
+        Assert.Contains("warning: the prompt was longer than the context; kept its last 16 tokens", longPrompt.Err, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -98,6 +184,7 @@ public class GenerationTests
         // Make the model's next token a special one by asking greedily after many samples: use stop ids to find what it emits.
         var o = new SamplingOptions { Temperature = 1.0, MaxNewTokens = 30, Seed = 11 };
         var comps = g.Generate(Enumerable.Range(0, 40).Select(i => tok.Encode($"x{i}")).ToList(), o);
+        Assert.Contains(comps, c => c.FinishReason == "eos"); // something did stop, so the checks below check something
         Assert.All(comps, c => Assert.DoesNotContain(c.Tokens, t => tok.Specials.Values.Contains(t)));
         Assert.All(comps.Where(c => c.FinishReason != "length"), c => Assert.True(c.StopToken is { } s && tok.Specials.Values.Contains(s)));
         Assert.All(comps.Where(c => c.FinishReason == "length"), c => Assert.Null(c.StopToken));

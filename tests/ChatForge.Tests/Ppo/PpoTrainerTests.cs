@@ -260,4 +260,18 @@ public class PpoTrainerTests
         foreach (var (name, old) in before)
             Assert.True((old - after[name]).abs().max().item<float>() > 0, $"{name} did not change");
     }
+
+    [Fact]
+    public void A_response_budget_as_long_as_the_context_is_refused_naming_the_key()
+    {
+        // Rollouts are scored in one window of query + response, so the response must leave room for the query.
+        using var d = new TempDir();
+        var dir = TinyBase.Create(d["b"]);
+        var (policy, tok, _) = HfCheckpoint.Load(dir);
+        var (reference, _, _) = HfCheckpoint.Load(dir);
+        var value = new RewardModel(HfCheckpoint.Load(dir).Model);
+        var c = PpoConfig.Tiny with { Model = dir, Reward = dir, MaxNewTokens = TinyBase.Config.NPositions };
+        var e = Assert.Throws<ChatForgeException>(() => new PpoTrainer(c, policy, reference, null, value, tok, new() { "a", "b" }, new() { "c" }, null, null, null));
+        Assert.Contains("'max_new_tokens' = 128", e.Message, StringComparison.Ordinal);
+    }
 }

@@ -130,15 +130,64 @@ public class SftTrainerTests
         Assert.Empty(s.History);
     }
 
+    static readonly string[] PatternWords = { "whale", "sea", "ship", "captain", "union", "state", "people", "congress", "nation", "water", "harpoon", "deck", "law", "peace", "war", "trade" };
+
+    static (string Instruction, string Output) PatternPair(Random rng) =>
+        ($"Name the {PatternWords[rng.Next(PatternWords.Length)]}.", $"The {PatternWords[rng.Next(PatternWords.Length)]}.");
+
     [Fact]
-    public void Self_instruct_reports_what_it_kept_and_why_it_dropped_the_rest()
+    public void Self_instruct_keeps_new_well_formed_instructions_and_says_why_it_dropped_the_rest()
     {
+        // A tiny model that has seen the self-instruct layout ("Instruction: …\nOutput: …\n\n") writes pairs
+        // in it often enough for some to be kept: the run has something to keep, and the test checks what it kept.
         using var d = new TempDir();
-        var (m, tok, _) = HfCheckpoint.Load(TinyBase.Create(d["base"]));
-        var seeds = SftData.Load(Data(d));
-        var (kept, report) = SelfInstruct.Run(new TextGenerator(m, tok), tok, seeds, 8, 1);
-        Assert.Equal(8, report.Generated);
+        var rng = new Random(1);
+        File.WriteAllLines(d["pattern.jsonl"], Enumerable.Range(0, 300).Select(_ => new System.Text.Json.Nodes.JsonObject
+        {
+            ["text"] = string.Concat(Enumerable.Range(0, 4).Select(_ => PatternPair(rng)).Select(p => $"Instruction: {p.Instruction}\nOutput: {p.Output}\n\n")),
+        }.ToJsonString()));
+        Pretrainer.Run(PretrainConfig.Tiny with
+        {
+            Data = new() { d["pattern.jsonl"] }, Model = PretrainConfig.Tiny.Model with { BlockSize = 64, NEmbd = 64 }, SampleTokens = 0, Deterministic = true,
+            Optim = PretrainConfig.Tiny.Optim with { MaxSteps = 300, BatchSize = 8, LearningRate = 1e-2, MinLr = 1e-3, EvalInterval = 0, CheckpointInterval = 0 },
+        }, d["run"], false);
+        var (m, tok, _) = HfCheckpoint.Load(d["run/model"]);
+        var seeds = Enumerable.Range(0, 4).Select(_ => PatternPair(rng)).Select(p => SftExample.PromptCompletion(p.Instruction, p.Output)).ToList();
+
+        var (kept, report) = SelfInstruct.Run(new TextGenerator(m, tok), tok, seeds, 16, 1);
+
+        Assert.Equal(16, report.Generated);
         Assert.Equal(report.Generated, report.Kept + report.Dropped.Values.Sum());
         Assert.Equal(report.Kept, kept.Count);
+        Assert.True(report.Kept >= 2, $"kept {report.Kept} of 16 ({string.Join(", ", report.Dropped.Select(p => $"{p.Key} {p.Value}"))})");
+        var pool = seeds.Select(s => SelfInstruct.Words(s.Messages![0].Content)).ToList();
+        foreach (var e in kept)
+        {
+            Assert.Equal("self-instruct", e.Source);
+            var (instruction, output) = (e.Messages![0].Content, e.Messages[1].Content);
+            Assert.DoesNotContain("\nOutput:", instruction, StringComparison.Ordinal);
+            Assert.InRange(SelfInstruct.Words(instruction).Length, 3, 40);
+            Assert.NotEqual("", output);
+            var words = SelfInstruct.Words(instruction);
+            Assert.All(pool, p => Assert.True(SelfInstruct.RougeL(words, p) < 0.7, $"'{instruction}' is a near-duplicate"));
+            pool.Add(words);
+        }
+    }
+
+    [Fact]
+    public void Self_instruct_drops_malformed_short_long_and_near_duplicate_pairs()
+    {
+        var pool = new List<string[]> { SelfInstruct.Words("Name the capital of Ohio") };
+        string? Why(string text) => SelfInstruct.Judge(text, pool, 0.7).DropReason;
+        Assert.Equal("format", Why(" Name the whale. Output: The whale."));
+        Assert.Equal("length", Why(" Name it.\nOutput: The whale."));
+        Assert.Equal("length", Why(" Name the whale.\nOutput:  "));
+        Assert.Equal("length", Why(" Name the whale.\nOutput: " + string.Join(' ', Enumerable.Repeat("word", 61))));
+        Assert.Equal("duplicate", Why(" Name the capital of Ohio, please.\nOutput: Columbus."));
+        var (kept, reason) = SelfInstruct.Judge(" Describe the old ship at sea.\nOutput: It is old.\nIt sails.", pool, 0.7);
+        Assert.Null(reason);
+        Assert.Equal("Describe the old ship at sea.", kept!.Messages![0].Content);
+        Assert.Equal("It is old.\nIt sails.", kept.Messages[1].Content);
+        Assert.Equal("self-instruct", kept.Source);
     }
 }
