@@ -76,10 +76,8 @@ public sealed record CausalBatch(Tensor Input, Tensor Targets, Tensor? Positions
         var targets = tensor(y, new long[] { b, t }, device: device);
         var (index, tokens, mask) = Compact(y, b, t, device);
         if (!packed) return new CausalBatch(input, targets, null, null, index, tokens, mask);
-        var segments = tensor(seg, new long[] { b, t }, device: device);
-        var same = segments.unsqueeze(2).eq(segments.unsqueeze(1));                        // (B, T, T)
-        var causal = ones(t, t, dtype: ScalarType.Bool, device: device).tril().unsqueeze(0);
-        return new CausalBatch(input, targets, tensor(pos, new long[] { b, t }, device: device), (same & causal).unsqueeze(1), index, tokens, mask);
+        var mask2d = AttentionMasks.BlockDiagonalCausal(tensor(seg, new long[] { b, t }, device: device));
+        return new CausalBatch(input, targets, tensor(pos, new long[] { b, t }, device: device), mask2d, index, tokens, mask);
     }
 
     /// <summary>Each row's scored positions and their targets, left-aligned: (B, R) index, tokens and a float mask.</summary>
@@ -140,7 +138,13 @@ public sealed record CausalBatch(Tensor Input, Tensor Targets, Tensor? Positions
         var buf = new long[offsets.Count * (t + 1)];
         for (int r = 0; r < offsets.Count; r++)
             for (int i = 0; i <= t; i++) buf[r * (t + 1) + i] = s.Tokens[offsets[r] + i];
-        var all = tensor(buf, new long[] { offsets.Count, t + 1 }, device: device);
-        return (all.narrow(1, 0, t), all.narrow(1, 1, t));
+        return Shift(tensor(buf, new long[] { offsets.Count, t + 1 }, device: device));
+    }
+
+    /// <summary>Rows of T+1 consecutive tokens (B, T+1) → inputs (B, T) and targets (B, T), every token after the first a target.</summary>
+    public static (Tensor X, Tensor Y) Shift(Tensor rows)
+    {
+        long t = rows.shape[1] - 1;
+        return (rows.narrow(1, 0, t), rows.narrow(1, 1, t));
     }
 }

@@ -90,9 +90,8 @@ public static class Perplexity
                 using var scope = NewDisposeScope();
                 int len = group[0].End - group[0].Begin;                 // inputs + 1
                 var buf = group.SelectMany(w => ids[w.Begin..w.End]).Select(i => (long)i).ToArray();
-                var all = tensor(buf, new long[] { group.Length, len }, device: device);
-                var logits = model.call(all.narrow(1, 0, len - 1));                                     // (G, T, V)
-                var lp = LogProbs.TokenLogProbs(logits, all.narrow(1, 1, len - 1)).cpu().data<float>().ToArray(); // (G, T)
+                var (x, y) = CausalBatch.Shift(tensor(buf, new long[] { group.Length, len }, device: device));
+                var lp = LogProbs.TokenLogProbs(model.call(x), y).cpu().data<float>().ToArray(); // (G, T)
                 for (int g = 0; g < group.Length; g++)
                 {
                     var (begin, first, end) = group[g];

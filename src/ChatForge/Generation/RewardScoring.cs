@@ -21,7 +21,7 @@ public static class RewardScoring
             using var scope = NewDisposeScope();
             var seqs = items.Skip(i).Take(batch).Select(x => Preferences.Encode(tok, x.Prompt, x.Chat, x.Response, ctx).Ids).ToList();
             var (ids, last) = CausalBatch.Sequences(seqs, tok.EosId(), rm.Backbone.TokenEmbedding.device);
-            result.AddRange(rm.Scores(ids, last).cpu().data<float>().ToArray().Select(v => normalize ? rm.Normalize(v) : v));
+            result.AddRange(rm.ScoresAt(ids, last).cpu().data<float>().ToArray().Select(v => normalize ? rm.Normalize(v) : v));
         }
         if (was) rm.train();
         return result.ToArray();

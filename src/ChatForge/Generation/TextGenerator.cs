@@ -1,4 +1,5 @@
 using System.Text;
+using ChatForge.Data;
 using ChatForge.Modeling;
 using ChatForge.Tokenization;
 using TorchSharp;
@@ -181,7 +182,7 @@ public sealed class TextGenerator
                 // Prefill the window (every step without a cache: full recomputation).
                 _cache?.Reset();
                 _cacheStart = start;
-                hidden = _model.Hidden(_ids.narrow(1, start, Length - start), positions, padded ? PaddedCausalMask(real) : null, _cache);
+                hidden = _model.Hidden(_ids.narrow(1, start, Length - start), positions, padded ? AttentionMasks.PaddedCausal(real) : null, _cache);
             }
             return _model.Logits(hidden.select(1, -1));
         }
@@ -245,15 +246,6 @@ public sealed class TextGenerator
         var chars = new char[8];
         int n = decoder.GetChars(Array.Empty<byte>(), chars, flush: true);
         sb.Append(chars, 0, n);
-    }
-
-    /// <summary>(B, 1, L, L): causal and not padding; each position may always see itself, so no row is empty.</summary>
-    public static Tensor PaddedCausalMask(Tensor keyMask)
-    {
-        long l = keyMask.shape[1];
-        var causal = ones(l, l, dtype: ScalarType.Bool, device: keyMask.device).tril();
-        var eye_ = eye(l, dtype: ScalarType.Bool, device: keyMask.device);
-        return (causal.unsqueeze(0) & keyMask.unsqueeze(1)).logical_or(eye_.unsqueeze(0)).unsqueeze(1);
     }
 
     /// <summary>Picks the next token of each row from the last position's logits (B, V).</summary>

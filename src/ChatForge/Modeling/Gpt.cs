@@ -1,3 +1,4 @@
+using ChatForge.Data;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -160,13 +161,7 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>
         if (past + t > Config.NPositions)
             throw new ChatForgeException($"sequence of {past + t} tokens is longer than the model's context ({Config.NPositions})");
         positions ??= arange(past, past + t, dtype: ScalarType.Int64, device: idx.device).unsqueeze(0);
-        if (mask is null && past > 0 && t > 1)
-        {
-            // Several new tokens after cached ones: query i sees keys 0 … past+i.
-            var q = arange(past, past + t, device: idx.device).unsqueeze(1);
-            var k = arange(0, past + t, device: idx.device).unsqueeze(0);
-            mask = k.le(q).unsqueeze(0).unsqueeze(0);
-        }
+        if (mask is null && past > 0 && t > 1) mask = AttentionMasks.AfterCache(past, t, idx.device); // several new tokens after cached ones
         var x = _drop.call(_wte.call(idx) + _wpe.call(positions));
         for (int l = 0; l < _h.Count; l++) x = _h[l].Forward(x, mask, cache, l);
         cache?.Advance((int)t);

@@ -29,7 +29,7 @@ public sealed class RewardModel : nn.Module
     public Parameter ScoreWeight => _score.weight!;
 
     /// <summary>Raw scores (N) of right-padded sequences (N, T), read at index <paramref name="last"/> (N) of each.</summary>
-    public Tensor Scores(Tensor ids, Tensor last)
+    public Tensor ScoresAt(Tensor ids, Tensor last)
     {
         var h = Backbone.Hidden(ids);                                                    // (N, T, C)
         var idx = last.view(-1, 1, 1).expand(-1, 1, h.shape[2]);
@@ -38,7 +38,7 @@ public sealed class RewardModel : nn.Module
     }
 
     /// <summary>The head applied at every position: (N, T) scores (PPO's per-token values).</summary>
-    public Tensor AllScores(Tensor ids, Tensor? positions = null, Tensor? mask = null) =>
+    public Tensor ScoresPerPosition(Tensor ids, Tensor? positions = null, Tensor? mask = null) =>
         _score.call(Backbone.Hidden(ids, positions, mask)).squeeze(-1);
 
     public double Normalize(double raw) => (raw - Mean) / Std;

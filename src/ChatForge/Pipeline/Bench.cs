@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ChatForge.Data;
 using ChatForge.Generation;
 using ChatForge.Modeling;
 using ChatForge.Tokenization;
@@ -54,9 +55,9 @@ public static class Bench
             void Step()
             {
                 using var scope = NewDisposeScope();
-                var x = randint(0, vocab, new long[] { bsz, t + 1 });
+                var (x, y) = CausalBatch.Shift(randint(0, vocab, new long[] { bsz, t + 1 }));
                 opt.zero_grad();
-                var loss = Losses.CrossEntropy(model.call(x.narrow(1, 0, t)), x.narrow(1, 1, t));
+                var loss = Losses.CrossEntropy(model.call(x), y);
                 loss.backward();
                 nn.utils.clip_grad_norm_(model.parameters(), 1.0);
                 opt.step();

@@ -23,64 +23,129 @@ public static class Report
 {
     public static readonly string[] ModelKeys = { "base", "sft", "best_of_n", "ppo", "dpo" };
 
+    /// <summary>What every model is measured with: the demo tasks, the held-out prompts and oracle, the SFT reference, the reward model, held-out pretraining text.</summary>
+    sealed record Bench(DemoSuite Suite, SentimentOracle Oracle, List<string> Prompts, Gpt Sft, ITokenizer Tokenizer, RewardModel Rm,
+                        TokenStream PretrainVal, TorchSharp.torch.Device Device);
+
+    /// <summary>An answer of one model to one prompt, for the side-by-side section.</summary>
+    sealed record Answer(string Model, string Prompt, string Text);
+
+    /// <summary>Sampled continuations and greedy capital answers shown per model.</summary>
+    const int SamplePrompts = 3, CapitalQuestions = 2, CapitalAnswerTokens = 20;
+
     public static void Write(string root, PipelineConfig c, Action<string>? log)
     {
         var dir = Path.Combine(root, "report");
         Directory.CreateDirectory(dir);
-        var device = Native.TorchRuntime.ResolveDevice(c.Device);
-        var corpora = Corpora.OpenOrFetch(c.Cache, log);
-        var suite = DemoSuite.Build(corpora);
-        var oracle = SentimentOracle.FromCorpora(corpora);
-        var prompts = SentimentPrompts.Build(corpora).Eval.Take(c.EvalPrompts).ToList();
-        string Model(string stage) => Path.Combine(root, stage, "model");
-        var (sft, tok, _) = HfCheckpoint.Load(Model("sft"), device);
-        var (rm, _) = RewardCheckpoint.Load(Model("reward"), device);
-        var docs = TextCorpus.Load(new[] { corpora.MobyDick, corpora.Sotu });
-        var (_, valDocs) = TextCorpus.Split(docs, c.Pretrain.ValFraction, c.Seed);
-        var pretrainVal = TokenStream.Encode(valDocs, tok);
-        int maxNew = c.Ppo.MaxNewTokens;
-
-        var models = new JsonObject();
-        var answers = new List<(string Model, string Prompt, string Answer)>();
-        var samplePrompts = prompts.Take(3).ToList();
-        var capitalQs = suite.HeldOutStates.Take(2).Select(s => string.Format(CultureInfo.InvariantCulture, DemoTasks.CapitalQuestions[0], s.State)).ToList();
-
-        foreach (var key in new[] { "base", "sft", "ppo", "dpo" })
-        {
-            log?.Invoke($"[report] evaluating {key}");
-            var (m, mtok, _) = key == "sft" ? (sft, tok, null!) : HfCheckpoint.Load(Model(key == "base" ? "pretrain" : key), device);
-            bool chat = key != "base";
-            var tasks = TaskEval.Run(m, mtok, suite, chat).Metrics;
-            var pol = PolicyEval.Run(m, sft, mtok, prompts, oracle, rm, maxNew, c.Seed);
-            models[key] = Row(tasks, pol, Perplexity.PretrainLoss(m, pretrainVal));
-            var gen = new TextGenerator(m, mtok);
-            foreach (var p in samplePrompts)
-                answers.Add((key, p, gen.Complete(p, new SamplingOptions { Temperature = 1.0, MaxNewTokens = maxNew, Seed = c.Seed }).Text));
-            foreach (var q in capitalQs)
-            {
-                var ids = ChatTemplate.EncodePrompt(mtok, chat ? q : q + "\n", chat);
-                var so = new SamplingOptions { Temperature = 0, MaxNewTokens = 20, StopTokenIds = chat ? new[] { mtok.Id(SpecialTokens.ImEnd) } : Array.Empty<int>(), StopStrings = chat ? Array.Empty<string>() : new[] { "\n" } };
-                answers.Add((key, q, gen.Generate(new[] { ids }, so)[0].Text));
-            }
-        }
+        var bench = Prepare(root, c, log);
+        var (models, answers) = EvaluateModels(root, c, bench, log);
 
         // Best-of-N: the SFT policy with the reward model choosing among N samples (largest N of the bon stage).
         var bon = RunDirectory.ReadSummary(Path.Combine(root, "bon", "summary.json"));
         var ns = bon["n"].EnumerateArray().Select(x => x.GetInt32()).ToList();
-        int top = ns.Count - 1;
-        double At(string k) => bon[k].EnumerateArray().ElementAt(top).GetDouble();
-        models["best_of_n"] = new JsonObject
-        {
-            ["n"] = ns[top],
-            ["capitals_heldout_accuracy"] = null, ["capitals_seen_accuracy"] = null, ["spam_accuracy"] = null, ["word_sentiment_accuracy"] = null,
-            ["oracle_sentiment"] = FiniteOrNull(At("oracle_sentiment")), ["oracle_sentiment_sd"] = FiniteOrNull(At("oracle_sentiment_sd")), ["rm_score"] = FiniteOrNull(At("rm_score")),
-            ["kl_to_sft"] = FiniteOrNull(At("kl")), ["pretrain_val_loss"] = null,
-        };
-        var bonCandidates = BestOfN.Sample(new TextGenerator(sft, tok), rm, tok, samplePrompts, false, ns[top],
-            new SamplingOptions { Temperature = 1.0, MaxNewTokens = maxNew, Seed = c.Seed });
-        for (int i = 0; i < samplePrompts.Count; i++) answers.Add(("best_of_n", samplePrompts[i], BestOfN.Best(bonCandidates[i], ns[top]).Text));
+        models["best_of_n"] = BestOfNRow(bon, ns.Count - 1);
+        answers.AddRange(BestOfNAnswers(c, bench, ns[^1]));
 
-        // The frontier: PPO and DPO at several β, best-of-N at several N.
+        var frontier = Frontier(root, c, bon, ns);
+        var (verdict, detail) = Dominance(frontier);
+        double wall = PipelineConfig.Stages.Where(s => s != "report").Sum(s => StageSeconds(root, s));
+        var rmSummary = RunDirectory.ReadSummary(Path.Combine(root, "reward", "summary.json"));
+        var report = new JsonObject
+        {
+            ["models"] = models,
+            ["reward_model"] = new JsonObject
+            {
+                ["heldout_accuracy"] = Num(rmSummary, "heldout_accuracy"),
+                ["heldout_labeler_accuracy"] = Num(rmSummary, "heldout_labeler_accuracy"),
+                ["labeler_agreement"] = Num(rmSummary, "labeler_agreement"),
+            },
+            ["frontier"] = frontier,
+            ["dpo_vs_ppo"] = verdict,
+            ["ablations"] = Ablations(root),
+            ["best_of_n_overoptimization"] = bon["overoptimization"].GetBoolean(),
+            ["wall_seconds"] = wall,
+        };
+        var o = new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+        FrontierPlot(Path.Combine(dir, "frontier.png"), frontier);
+        AtomicFile.WriteAllText(Path.Combine(dir, "report.md"), Markdown(root, report, answers, detail, bon));
+        AtomicFile.WriteAllText(Path.Combine(dir, "report.json"), report.ToJsonString(o));
+        new RunDirectory(dir).WriteSummary(new Dictionary<string, object?> { ["report"] = Path.Combine(dir, "report.json"), ["wall_seconds"] = wall });
+    }
+
+    static string ModelDir(string root, string stage) => Path.Combine(root, stage, "model");
+
+    /// <summary>
+    /// The measuring bench. The held-out pretraining text is the one PPO measures its pretraining loss on:
+    /// pretraining's recorded split (split.json), found as PPO finds it.
+    /// </summary>
+    static Bench Prepare(string root, PipelineConfig c, Action<string>? log)
+    {
+        var device = Native.TorchRuntime.ResolveDevice(c.Device);
+        var corpora = Corpora.OpenOrFetch(c.Cache, log);
+        var (sft, tok, _) = HfCheckpoint.Load(ModelDir(root, "sft"), device);
+        var (rm, _) = RewardCheckpoint.Load(ModelDir(root, "reward"), device);
+        var (_, valDocs) = PpoTrainer.PretrainDocuments(c.Resolve(root).Ppo, corpora, log);
+        return new Bench(DemoSuite.Build(corpora), SentimentOracle.FromCorpora(corpora), SentimentPrompts.Build(corpora).Eval.Take(c.EvalPrompts).ToList(),
+                         sft, tok, rm, TokenStream.Encode(valDocs, tok), device);
+    }
+
+    /// <summary>The base, SFT, PPO and DPO models measured the same way, and their answers to the same prompts.</summary>
+    static (JsonObject Models, List<Answer> Answers) EvaluateModels(string root, PipelineConfig c, Bench b, Action<string>? log)
+    {
+        var models = new JsonObject();
+        var answers = new List<Answer>();
+        int maxNew = c.Ppo.MaxNewTokens;
+        var samplePrompts = b.Prompts.Take(SamplePrompts).ToList();
+        var capitalQs = b.Suite.HeldOutStates.Take(CapitalQuestions).Select(s => string.Format(CultureInfo.InvariantCulture, DemoTasks.CapitalQuestions[0], s.State)).ToList();
+        foreach (var key in new[] { "base", "sft", "ppo", "dpo" })
+        {
+            log?.Invoke($"[report] evaluating {key}");
+            var (m, mtok, _) = key == "sft" ? (b.Sft, b.Tokenizer, null!) : HfCheckpoint.Load(ModelDir(root, key == "base" ? "pretrain" : key), b.Device);
+            bool chat = key != "base";
+            var tasks = TaskEval.Run(m, mtok, b.Suite, chat).Metrics;
+            var pol = PolicyEval.Run(m, b.Sft, mtok, b.Prompts, b.Oracle, b.Rm, maxNew, c.Seed);
+            models[key] = Row(tasks, pol, Perplexity.PretrainLoss(m, b.PretrainVal));
+            var gen = new TextGenerator(m, mtok);
+            foreach (var p in samplePrompts)
+                answers.Add(new Answer(key, p, gen.Complete(p, new SamplingOptions { Temperature = 1.0, MaxNewTokens = maxNew, Seed = c.Seed }).Text));
+            foreach (var q in capitalQs)
+            {
+                var ids = ChatTemplate.EncodePrompt(mtok, chat ? q : q + "\n", chat);
+                var greedy = new SamplingOptions
+                {
+                    Temperature = 0, MaxNewTokens = CapitalAnswerTokens,
+                    StopTokenIds = chat ? new[] { mtok.Id(SpecialTokens.ImEnd) } : Array.Empty<int>(), StopStrings = chat ? Array.Empty<string>() : new[] { "\n" },
+                };
+                answers.Add(new Answer(key, q, gen.Generate(new[] { ids }, greedy)[0].Text));
+            }
+        }
+        return (models, answers);
+    }
+
+    /// <summary>Best-of-N's row, at the <paramref name="at"/>-th N of the bon stage: sentiment measures only (it samples from the SFT model).</summary>
+    static JsonObject BestOfNRow(Dictionary<string, JsonElement> bon, int at)
+    {
+        double At(string k) => bon[k].EnumerateArray().ElementAt(at).GetDouble();
+        return new JsonObject
+        {
+            ["n"] = bon["n"].EnumerateArray().ElementAt(at).GetInt32(),
+            ["capitals_heldout_accuracy"] = null, ["capitals_seen_accuracy"] = null, ["spam_accuracy"] = null, ["word_sentiment_accuracy"] = null,
+            ["oracle_sentiment"] = FiniteOrNull(At("oracle_sentiment")), ["oracle_sentiment_sd"] = FiniteOrNull(At("oracle_sentiment_sd")),
+            ["rm_score"] = FiniteOrNull(At("rm_score")), ["kl_to_sft"] = FiniteOrNull(At("kl")), ["pretrain_val_loss"] = null,
+        };
+    }
+
+    static IEnumerable<Answer> BestOfNAnswers(PipelineConfig c, Bench b, int n)
+    {
+        var prompts = b.Prompts.Take(SamplePrompts).ToList();
+        var candidates = BestOfN.Sample(new TextGenerator(b.Sft, b.Tokenizer), b.Rm, b.Tokenizer, prompts, false, n,
+            new SamplingOptions { Temperature = 1.0, MaxNewTokens = c.Ppo.MaxNewTokens, Seed = c.Seed });
+        return prompts.Select((p, i) => new Answer("best_of_n", p, BestOfN.Best(candidates[i], n).Text));
+    }
+
+    /// <summary>The reward–KL frontier: PPO and DPO at each β they ran with, best-of-N at each N.</summary>
+    static JsonArray Frontier(string root, PipelineConfig c, Dictionary<string, JsonElement> bon, List<int> ns)
+    {
         var frontier = new JsonArray();
         void Point(string method, double param, string summaryPath)
         {
@@ -101,41 +166,24 @@ public static class Report
                 ["method"] = "best_of_n", ["param"] = ns[i], ["kl"] = bon["kl"].EnumerateArray().ElementAt(i).GetDouble(),
                 ["oracle_sentiment"] = bon["oracle_sentiment"].EnumerateArray().ElementAt(i).GetDouble(),
             });
+        return frontier;
+    }
 
-        var rmSummary = RunDirectory.ReadSummary(Path.Combine(root, "reward", "summary.json"));
+    static JsonObject Ablations(string root)
+    {
         var ablations = new JsonObject();
         foreach (var name in new[] { "ppo_no_ptx", "ppo_beta0" })
         {
             var p = Path.Combine(root, "frontier", name, "summary.json");
             if (File.Exists(p)) ablations[name] = JsonNode.Parse(File.ReadAllText(p));
         }
-        double wall = PipelineConfig.Stages.Where(s => s != "report").Sum(s =>
-        {
-            var f = Path.Combine(root, s, "stage_time.json");
-            return File.Exists(f) ? JsonDocument.Parse(File.ReadAllText(f)).RootElement.GetProperty("wall_seconds").GetDouble() : 0;
-        });
+        return ablations;
+    }
 
-        var (verdict, detail) = Dominance(frontier);
-        var report = new JsonObject
-        {
-            ["models"] = models,
-            ["reward_model"] = new JsonObject
-            {
-                ["heldout_accuracy"] = Num(rmSummary, "heldout_accuracy"),
-                ["heldout_labeler_accuracy"] = Num(rmSummary, "heldout_labeler_accuracy"),
-                ["labeler_agreement"] = Num(rmSummary, "labeler_agreement"),
-            },
-            ["frontier"] = frontier,
-            ["dpo_vs_ppo"] = verdict,
-            ["ablations"] = ablations,
-            ["best_of_n_overoptimization"] = bon["overoptimization"].GetBoolean(),
-            ["wall_seconds"] = wall,
-        };
-        var o = new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-        FrontierPlot(Path.Combine(dir, "frontier.png"), frontier);
-        AtomicFile.WriteAllText(Path.Combine(dir, "report.md"), Markdown(root, report, answers, detail, bon));
-        AtomicFile.WriteAllText(Path.Combine(dir, "report.json"), report.ToJsonString(o));
-        new RunDirectory(dir).WriteSummary(new Dictionary<string, object?> { ["report"] = Path.Combine(dir, "report.json"), ["wall_seconds"] = wall });
+    static double StageSeconds(string root, string stage)
+    {
+        var f = Path.Combine(root, stage, "stage_time.json");
+        return File.Exists(f) ? JsonDocument.Parse(File.ReadAllText(f)).RootElement.GetProperty("wall_seconds").GetDouble() : 0;
     }
 
     static JsonNode? Num(Dictionary<string, JsonElement> s, string k) =>
@@ -202,7 +250,7 @@ public static class Report
     /// <summary>A JSON number, or null where the value is missing or not finite.</summary>
     static JsonNode? FiniteOrNull(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
 
-    static string Markdown(string root, JsonObject r, List<(string Model, string Prompt, string Answer)> answers, string dominance, Dictionary<string, JsonElement> bon)
+    static string Markdown(string root, JsonObject r, List<Answer> answers, string dominance, Dictionary<string, JsonElement> bon)
     {
         var sb = new StringBuilder();
         sb.Append("# ChatForge pipeline report\n\n");
@@ -235,7 +283,7 @@ public static class Report
         foreach (var g in answers.GroupBy(a => a.Prompt))
         {
             sb.Append($"**{g.Key}**\n\n");
-            foreach (var a in g) sb.Append($"- *{a.Model}*: {a.Answer.Replace("\n", " ", StringComparison.Ordinal).Trim()}\n");
+            foreach (var a in g) sb.Append($"- *{a.Model}*: {a.Text.Replace("\n", " ", StringComparison.Ordinal).Trim()}\n");
             sb.Append('\n');
         }
         sb.Append("## Curves\n\n");

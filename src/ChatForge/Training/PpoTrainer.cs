@@ -110,7 +110,7 @@ public sealed class PpoTrainer
     /// The value model's prediction at every position (B, T), on the scale of the rewards: its head minus its
     /// stored offset (<see cref="RewardModel.Mean"/>), over its <see cref="RewardModel.Std"/> (see <see cref="InitialValueModel"/>).
     /// </summary>
-    public static Tensor Values(RewardModel value, Tensor ids) => (value.AllScores(ids) - value.Mean) / value.Std;
+    public static Tensor Values(RewardModel value, Tensor ids) => (value.ScoresPerPosition(ids) - value.Mean) / value.Std;
 
     /// <summary>The value model's prediction at the positions that predict each response token (B, R).</summary>
     static Tensor ResponseValues(RewardModel value, CausalBatch batch) => Values(value, batch.Input).gather(1, batch.TargetIndex);

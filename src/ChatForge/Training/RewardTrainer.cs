@@ -82,7 +82,7 @@ public sealed class RewardTrainer : ITrainable
         int ctx = rm.Backbone.Config.NPositions;
         var seqs = group.SelectMany(r => r.Responses.Select(x => Preferences.Encode(tok, r.Prompt, r.Chat, x, ctx).Ids)).ToList();
         var (ids, last) = CausalBatch.Sequences(seqs, tok.EosId(), rm.Backbone.TokenEmbedding.device);
-        var flat = rm.Scores(ids, last);
+        var flat = rm.ScoresAt(ids, last);
         // Scatter into (P, K) slots.
         var slot = new long[seqs.Count];
         var ranks = new long[group.Count * k];

@@ -72,7 +72,7 @@ public class GptTests
         var padded = tensor(new long[] { 0, 0, 7, 8, 9, 10 }, new long[] { 1, 6 });
         var keyMask = tensor(new[] { false, false, true, true, true, true }, new long[] { 1, 6 });
         var pos = (keyMask.to(ScalarType.Int64).cumsum(1) - 1).clamp_min(0);
-        var mask = ChatForge.Generation.TextGenerator.PaddedCausalMask(keyMask);
+        var mask = ChatForge.Data.AttentionMasks.PaddedCausal(keyMask);
         var logits = m.Logits(m.Hidden(padded, pos, mask)).select(1, -1);
         Assert.True(alone.allclose(logits, 1e-5, 1e-5));
     }

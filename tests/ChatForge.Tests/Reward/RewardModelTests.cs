@@ -39,9 +39,9 @@ public class RewardModelTests
         var a = tok.Encode("short"); var b = tok.Encode("a longer text here");
         using var _ = no_grad();
         var (ids, last) = CausalBatch.Sequences(new[] { a, b }, tok.EosId(), CPU);
-        var both = rm.Scores(ids, last).data<float>().ToArray();
+        var both = rm.ScoresAt(ids, last).data<float>().ToArray();
         var (ida, la) = CausalBatch.Sequences(new[] { a }, tok.EosId(), CPU);
-        Assert.Equal(rm.Scores(ida, la).item<float>(), both[0], 4);
+        Assert.Equal(rm.ScoresAt(ida, la).item<float>(), both[0], 4);
     }
 
     [Fact]
