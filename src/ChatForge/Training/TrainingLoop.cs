@@ -64,16 +64,13 @@ public sealed class TrainingLoop
         var trainable = task.TrainableParameters().ToList();
         var parameters = trainable.Select(p => p.Param).ToList();
         using var optimizer = CreateOptimizer(trainable, o);
-        var state = new TrainingState();
-        if (resume && run.HasCheckpoint)
-            state = RunCheckpoint.Load(run, optimizer);
+        var state = resume && run.HasCheckpoint ? RunCheckpoint.Load(run, optimizer) : new TrainingState();
         long startStep = state.Step;
         using var log = new MetricsLog(run, resume ? startStep : -1);
 
         var clock = new RunClock(state.ElapsedSeconds, startStep);
         long tokens = state.TokensSeen, tokensAtLog = tokens;
-        double best = state.BestMetric, lastLoss = double.NaN;
-        double windowStart = 0;
+        double best = state.BestMetric, lastLoss = double.NaN, windowStart = 0;
         IReadOnlyDictionary<string, double> lastEval = new Dictionary<string, double>();
         var trainMetrics = new Dictionary<string, double>();
 
@@ -82,26 +79,9 @@ public sealed class TrainingLoop
             cancel.ThrowIfCancellationRequested();
             double lr = LrSchedule.At(step, o.LearningRate, o.MinLr, o.WarmupSteps, o.Decay);
             foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
-            task.Model.train();
-            double lossSum = 0, gradNorm;
-            var extraSums = new Dictionary<string, double>();
-            using (var scope = NewDisposeScope())
-            {
-                optimizer.zero_grad();
-                for (int m = 0; m < o.GradAccum; m++)
-                {
-                    var r = task.MicroStep(step, m, o.GradAccum);
-                    double scale = r.LossScale ?? 1.0 / o.GradAccum;
-                    (r.Loss * scale).backward();
-                    lossSum += r.Loss.item<float>() * scale;
-                    tokens += r.Tokens;
-                    if (r.Metrics is not null)
-                        foreach (var (k, v) in r.Metrics) extraSums[k] = extraSums.GetValueOrDefault(k) + v;
-                }
-                gradNorm = o.GradClip > 0 ? nn.utils.clip_grad_norm_(parameters, o.GradClip) : GradNorm(parameters);
-                optimizer.step();
-            }
-            lastLoss = lossSum;
+            var r = OptimizerStep(task, optimizer, parameters, o, step);
+            lastLoss = r.Loss;
+            tokens += r.Tokens;
             RunClock.TrimAfter(step + 1);
             if (!double.IsFinite(lastLoss))
                 throw new ChatForgeException($"training diverged at step {step}: loss is {lastLoss} (lower learning_rate, or check the data)");
@@ -113,26 +93,21 @@ public sealed class TrainingLoop
 
             double now = clock.SessionSeconds;
             double tps = (tokens - tokensAtLog) / Math.Max(1e-9, now - windowStart);
-            Dictionary<string, double> metrics = new();
+            var metrics = new Dictionary<string, double>();
             if (doLog)
             {
                 metrics["loss"] = lastLoss;
                 metrics["lr"] = lr;
-                metrics["grad_norm"] = gradNorm;
+                metrics["grad_norm"] = r.GradNorm;
                 metrics["tokens_per_second"] = tps;
                 metrics["tokens"] = tokens;
                 metrics["elapsed_s"] = clock.ElapsedBefore + now;
-                foreach (var (k, v) in extraSums) metrics[k] = v / o.GradAccum;
-                foreach (var (k, v) in extraSums) trainMetrics[k] = v / o.GradAccum;
+                foreach (var (k, v) in r.Metrics) metrics[k] = trainMetrics[k] = v;
                 tokensAtLog = tokens; windowStart = now;
             }
             if (doEval)
             {
-                task.Model.eval();
-                using (no_grad())
-                using (NewDisposeScope())
-                    lastEval = task.Evaluate();
-                Native.TorchRuntime.TrimNativeHeap();
+                lastEval = Evaluate(task);
                 foreach (var (k, v) in lastEval) metrics[k] = v;
                 if (lastEval.TryGetValue(task.BestMetric, out var score) && score < best)
                 {
@@ -142,23 +117,14 @@ public sealed class TrainingLoop
             }
             if (doLog) log.Write(done, metrics);
             if (doCheckpoint)
-            {
-                var st = new TrainingState
+                RunCheckpoint.Save(run, task.SaveModel, new TrainingState
                 {
                     Step = done, BestMetric = best, TokensSeen = tokens, ElapsedSeconds = clock.TotalSeconds, Seed = state.Seed,
-                };
-                RunCheckpoint.Save(run, task.SaveModel, st, optimizer);
-            }
+                }, optimizer);
             progress?.Invoke(clock.Progress(done, o.MaxSteps, lastLoss, tps, doEval ? lastEval : null));
         }
-        if (startStep >= o.MaxSteps)
-        {
-            // Resumed a finished run: nothing to train, but report the checkpoint's metrics.
-            task.Model.eval();
-            using (no_grad())
-            using (NewDisposeScope())
-                lastEval = task.Evaluate();
-        }
+        // A resumed run that was already finished trains nothing, but reports the checkpoint's metrics.
+        if (startStep >= o.MaxSteps) lastEval = Evaluate(task);
 
         var final = new Dictionary<string, double>(lastEval)
         {
@@ -171,6 +137,48 @@ public sealed class TrainingLoop
         if (double.IsFinite(best)) final["best_" + task.BestMetric] = best;
         foreach (var (k, v) in trainMetrics) final["train_" + k] = v;
         return final;
+    }
+
+    /// <summary>What one optimizer step did: its loss, gradient norm before clipping, tokens, and the trainer's own metrics (means over micro-batches).</summary>
+    sealed record StepResult(double Loss, double GradNorm, long Tokens, Dictionary<string, double> Metrics);
+
+    /// <summary>
+    /// One optimizer step in its own dispose scope: the micro-batches' losses, each scaled (1/grad_accum or the
+    /// trainer's own scale) and back-propagated, then clipping and the update.
+    /// </summary>
+    static StepResult OptimizerStep(ITrainable task, AdamW optimizer, List<Parameter> parameters, OptimConfig o, long step)
+    {
+        task.Model.train();
+        double lossSum = 0;
+        long tokens = 0;
+        var sums = new Dictionary<string, double>();
+        using var scope = NewDisposeScope();
+        optimizer.zero_grad();
+        for (int m = 0; m < o.GradAccum; m++)
+        {
+            var r = task.MicroStep(step, m, o.GradAccum);
+            double scale = r.LossScale ?? 1.0 / o.GradAccum;
+            (r.Loss * scale).backward();
+            lossSum += r.Loss.item<float>() * scale;
+            tokens += r.Tokens;
+            if (r.Metrics is not null)
+                foreach (var (k, v) in r.Metrics) sums[k] = sums.GetValueOrDefault(k) + v;
+        }
+        double gradNorm = o.GradClip > 0 ? nn.utils.clip_grad_norm_(parameters, o.GradClip) : GradNorm(parameters);
+        optimizer.step();
+        return new StepResult(lossSum, gradNorm, tokens, sums.ToDictionary(kv => kv.Key, kv => kv.Value / o.GradAccum));
+    }
+
+    /// <summary>The trainer's held-out metrics, in eval mode, without gradients, in a dispose scope of their own.</summary>
+    static IReadOnlyDictionary<string, double> Evaluate(ITrainable task)
+    {
+        task.Model.eval();
+        IReadOnlyDictionary<string, double> result;
+        using (no_grad())
+        using (NewDisposeScope())
+            result = task.Evaluate();
+        Native.TorchRuntime.TrimNativeHeap();
+        return result;
     }
 
     static double GradNorm(IEnumerable<Parameter> ps)
