@@ -1,4 +1,5 @@
 using System.CommandLine;
+using ChatForge.Generation;
 using System.CommandLine.Parsing;
 using System.Globalization;
 using ChatForge.Labeling;
@@ -66,6 +67,42 @@ public static class Opt
 /// The run options every training verb takes (<see cref="RunOptions"/>: `--seed`, `--deterministic`,
 /// `--device`, `--threads`, `--cache`), defined once and applied to a config once.
 /// </summary>
+/// <summary>`--max-new-tokens`, `--temperature`, `--top-k`, `--top-p`, `--seed` with a verb's own defaults, read into <see cref="SamplingOptions"/>.</summary>
+public sealed class SamplingOptionSet
+{
+    readonly SamplingOptions _defaults;
+    readonly Option<int?> _maxNewTokens;
+    readonly Option<double?> _temperature, _topP;
+    readonly Option<int?> _topK;
+    readonly Option<long?> _seed = Opt.Long("--seed", "sampling seed", "S");
+
+    public SamplingOptionSet(Command verb, SamplingOptions defaults, string tokensWhat)
+    {
+        _defaults = defaults;
+        string D(double v) => v.ToString(CultureInfo.InvariantCulture);
+        _maxNewTokens = Opt.Int("--max-new-tokens", $"{tokensWhat} (default {defaults.MaxNewTokens})");
+        _temperature = Opt.Number("--temperature", $"sampling temperature; 0 is greedy (default {D(defaults.Temperature)})", "T");
+        _topK = Opt.Int("--top-k", $"sample among the K likeliest tokens (0: all; default {defaults.TopK})", "K");
+        _topP = Opt.Number("--top-p", $"nucleus sampling: the smallest set of tokens with probability ≥ P (default {D(defaults.TopP)})", "P");
+        foreach (var o in new Option[] { _maxNewTokens, _temperature, _topK, _topP, _seed }) verb.Add(o);
+    }
+
+    /// <summary>The sampling options given on the command line, the verb's defaults for the others; validated.</summary>
+    public SamplingOptions Read(ParseResult r)
+    {
+        var o = _defaults with
+        {
+            MaxNewTokens = r.GetValue(_maxNewTokens) ?? _defaults.MaxNewTokens,
+            Temperature = r.GetValue(_temperature) ?? _defaults.Temperature,
+            TopK = r.GetValue(_topK) ?? _defaults.TopK,
+            TopP = r.GetValue(_topP) ?? _defaults.TopP,
+            Seed = r.GetValue(_seed) ?? _defaults.Seed,
+        };
+        o.Validate();
+        return o;
+    }
+}
+
 public sealed class RunOptionSet
 {
     public Option<long?> Seed { get; } = Opt.Long("--seed", "seed of weights, data order, dropout and sampling", "S");

@@ -13,26 +13,15 @@ public static class GenerateCommand
     {
         var model = Opt.Text("--model", "the model directory", "DIR", required: true);
         var prompt = Opt.Text("--prompt", "the text to continue", "TEXT", required: true);
-        var maxNewTokens = Opt.Int("--max-new-tokens", "tokens to generate (default 128)");
-        var temperature = Opt.Number("--temperature", "sampling temperature; 0 is greedy (default 0.8)", "T");
-        var topK = Opt.Int("--top-k", "sample among the K likeliest tokens (0: all; default 0)", "K");
-        var topP = Opt.Number("--top-p", "nucleus sampling: the smallest set of tokens with probability ≥ P (default 1)", "P");
-        var seed = Opt.Long("--seed", "sampling seed", "S");
+        var verb = new Command("generate", "print only the completion of a prompt") { model, prompt };
+        var sampling = new SamplingOptionSet(verb, new SamplingOptions { MaxNewTokens = 128, Temperature = 0.8, TopK = 0, TopP = 1.0 }, "tokens to generate");
         var device = Opt.Device();
         var stop = Opt.Text("--stop", "stop before this text", "STR");
-        var verb = new Command("generate", "print only the completion of a prompt") { model, prompt, maxNewTokens, temperature, topK, topP, seed, device, stop };
+        verb.Add(device);
+        verb.Add(stop);
         verb.SetAction(r =>
         {
-            var o = new SamplingOptions
-            {
-                MaxNewTokens = r.GetValue(maxNewTokens) ?? 128,
-                Temperature = r.GetValue(temperature) ?? 0.8,
-                TopK = r.GetValue(topK) ?? 0,
-                TopP = r.GetValue(topP) ?? 1.0,
-                Seed = r.GetValue(seed),
-                StopStrings = r.GetValue(stop) is { } s ? new[] { s } : Array.Empty<string>(),
-            };
-            o.Validate();
+            var o = sampling.Read(r) with { StopStrings = r.GetValue(stop) is { } s ? new[] { s } : Array.Empty<string>() };
             var (m, tok, _) = HfCheckpoint.Load(r.GetValue(model)!, TorchRuntime.ResolveDevice(r.GetValue(device) ?? "auto"));
             var c = new TextGenerator(m, tok).Complete(r.GetValue(prompt)!, o);
             if (c.PromptTruncated)

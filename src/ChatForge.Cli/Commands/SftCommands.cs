@@ -102,24 +102,13 @@ public static class ChatCommand
         var model = Opt.Text("--model", "the model directory", "DIR", required: true);
         var prompt = Opt.Text("--prompt", "answer this once and exit (default: a conversation on stdin)", "TEXT");
         var system = Opt.Text("--system", "the system message", "TEXT");
-        var maxNewTokens = Opt.Int("--max-new-tokens", "tokens per answer (default 64)");
-        var temperature = Opt.Number("--temperature", "sampling temperature; 0 is greedy (default 0.7)", "T");
-        var topK = Opt.Int("--top-k", "sample among the K likeliest tokens (default 40)", "K");
-        var topP = Opt.Number("--top-p", "nucleus sampling threshold (default 0.95)", "P");
-        var seed = Opt.Long("--seed", "sampling seed", "S");
+        var verb = new Command("chat", "multi-turn chat (streams; /reset, /system TEXT, /exit)") { model, prompt, system };
+        var sampling = new SamplingOptionSet(verb, new SamplingOptions { MaxNewTokens = 64, Temperature = 0.7, TopK = 40, TopP = 0.95 }, "tokens per answer");
         var device = Opt.Device();
-        var verb = new Command("chat", "multi-turn chat (streams; /reset, /system TEXT, /exit)") { model, prompt, system, maxNewTokens, temperature, topK, topP, seed, device };
+        verb.Add(device);
         verb.SetAction(r =>
         {
-            var o = new SamplingOptions
-            {
-                MaxNewTokens = r.GetValue(maxNewTokens) ?? 64,
-                Temperature = r.GetValue(temperature) ?? 0.7,
-                TopK = r.GetValue(topK) ?? 40,
-                TopP = r.GetValue(topP) ?? 0.95,
-                Seed = r.GetValue(seed),
-            };
-            o.Validate();
+            var o = sampling.Read(r);
             var (m, tok, _) = HfCheckpoint.Load(r.GetValue(model)!, TorchRuntime.ResolveDevice(r.GetValue(device) ?? "auto"));
             var session = new ChatSession(m, tok, o) { System = r.GetValue(system) };
             if (r.GetValue(prompt) is { } single)
