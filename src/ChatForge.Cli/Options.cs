@@ -79,11 +79,11 @@ public sealed class SamplingOptionSet
     public SamplingOptionSet(Command verb, SamplingOptions defaults, string tokensWhat)
     {
         _defaults = defaults;
-        string D(double v) => v.ToString(CultureInfo.InvariantCulture);
+        string Invariant(double v) => v.ToString(CultureInfo.InvariantCulture);
         _maxNewTokens = Opt.Int("--max-new-tokens", $"{tokensWhat} (default {defaults.MaxNewTokens})");
-        _temperature = Opt.Number("--temperature", $"sampling temperature; 0 is greedy (default {D(defaults.Temperature)})", "T");
+        _temperature = Opt.Number("--temperature", $"sampling temperature; 0 is greedy (default {Invariant(defaults.Temperature)})", "T");
         _topK = Opt.Int("--top-k", $"sample among the K likeliest tokens (0: all; default {defaults.TopK})", "K");
-        _topP = Opt.Number("--top-p", $"nucleus sampling: the smallest set of tokens with probability ≥ P (default {D(defaults.TopP)})", "P");
+        _topP = Opt.Number("--top-p", $"nucleus sampling: the smallest set of tokens with probability ≥ P (default {Invariant(defaults.TopP)})", "P");
         foreach (var o in new Option[] { _maxNewTokens, _temperature, _topK, _topP, _seed }) verb.Add(o);
     }
 

@@ -39,6 +39,11 @@ public sealed record CollectConfig
 /// <summary>Samples K responses per prompt from a model and has the (noisy) oracle labeler rank them.</summary>
 public static class PreferenceCollection
 {
+    /// <summary>Sequences sampled per generation call, and sentiment prompts per collection round (one progress line each).</summary>
+    const int GenerationBatch = 64, PromptsPerRound = 16;
+    /// <summary>Spreads the per-round sampling seeds of different collection seeds apart (a prime).</summary>
+    const long SeedStride = 1_000_003;
+
     public static (List<Ranking> Rankings, Dictionary<string, double> Stats) Collect(Gpt policy, ITokenizer tok, Corpora corpora, CollectConfig o, Action<string>? log = null)
     {
         o.Validate("collect");
@@ -52,8 +57,8 @@ public static class PreferenceCollection
         {
             var encoded = prompts.SelectMany(p => Enumerable.Repeat(ChatTemplate.EncodePrompt(tok, p, chat), k)).ToList();
             var outs = new List<string>();
-            for (int i = 0; i < encoded.Count; i += 64)
-                outs.AddRange(gen.Generate(encoded.Skip(i).Take(64).ToList(),
+            for (int i = 0; i < encoded.Count; i += GenerationBatch)
+                outs.AddRange(gen.Generate(encoded.Skip(i).Take(GenerationBatch).ToList(),
                     sampling with { Seed = seed + i, StopTokenIds = chat ? new[] { imEnd } : Array.Empty<int>() }).Select(c => c.Text));
             return outs;
         }
@@ -64,17 +69,17 @@ public static class PreferenceCollection
             {
                 var oracle = SentimentOracle.FromCorpora(corpora);
                 var prompts = SentimentPrompts.Build(corpora).Train.Take(o.Prompts).ToList();
-                for (int i = 0; i < prompts.Count; i += 16)
+                for (int i = 0; i < prompts.Count; i += PromptsPerRound)
                 {
-                    var chunk = prompts.Skip(i).Take(16).ToList();
-                    var outs = Sample(chunk, false, o.K, o.Seed * 1_000_003 + i);
+                    var chunk = prompts.Skip(i).Take(PromptsPerRound).ToList();
+                    var outs = Sample(chunk, false, o.K, o.Seed * SeedStride + i);
                     for (int p = 0; p < chunk.Count; p++)
                     {
                         var responses = outs.Skip(p * o.K).Take(o.K).ToList();
                         var scores = responses.Select(oracle.Score).ToList();
                         rankings.Add(new Ranking(chunk[p], false, responses, labeler.Rank(scores), scores));
                     }
-                    log?.Invoke($"collected {Math.Min(i + 16, prompts.Count)}/{prompts.Count} prompts × {o.K} responses");
+                    log?.Invoke($"collected {Math.Min(i + PromptsPerRound, prompts.Count)}/{prompts.Count} prompts × {o.K} responses");
                 }
                 break;
             }

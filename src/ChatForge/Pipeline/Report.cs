@@ -125,13 +125,13 @@ public static class Report
     /// <summary>Best-of-N's row, at the <paramref name="at"/>-th N of the bon stage: sentiment measures only (it samples from the SFT model).</summary>
     static JsonObject BestOfNRow(Dictionary<string, JsonElement> bon, int at)
     {
-        double At(string k) => bon[k].EnumerateArray().ElementAt(at).GetDouble();
+        double AtN(string k) => bon[k].EnumerateArray().ElementAt(at).GetDouble();
         return new JsonObject
         {
             ["n"] = bon["n"].EnumerateArray().ElementAt(at).GetInt32(),
             ["capitals_heldout_accuracy"] = null, ["capitals_seen_accuracy"] = null, ["spam_accuracy"] = null, ["word_sentiment_accuracy"] = null,
-            ["oracle_sentiment"] = FiniteOrNull(At("oracle_sentiment")), ["oracle_sentiment_sd"] = FiniteOrNull(At("oracle_sentiment_sd")),
-            ["rm_score"] = FiniteOrNull(At("rm_score")), ["kl_to_sft"] = FiniteOrNull(At("kl")), ["pretrain_val_loss"] = null,
+            ["oracle_sentiment"] = FiniteOrNull(AtN("oracle_sentiment")), ["oracle_sentiment_sd"] = FiniteOrNull(AtN("oracle_sentiment_sd")),
+            ["rm_score"] = FiniteOrNull(AtN("rm_score")), ["kl_to_sft"] = FiniteOrNull(AtN("kl")), ["pretrain_val_loss"] = null,
         };
     }
 
@@ -244,7 +244,8 @@ public static class Report
         plot.SavePng(path, 800, 500);
     }
 
-    static string F(JsonNode? n, string fmt = "F3") =>
+    /// <summary>A report cell: the number formatted, or "n/a".</summary>
+    static string Cell(JsonNode? n, string fmt = "F3") =>
         n is null ? "n/a" : double.Parse(n.ToJsonString(), CultureInfo.InvariantCulture).ToString(fmt, CultureInfo.InvariantCulture);
 
     /// <summary>A JSON number, or null where the value is missing or not finite.</summary>
@@ -254,21 +255,21 @@ public static class Report
     {
         var sb = new StringBuilder();
         sb.Append("# ChatForge pipeline report\n\n");
-        sb.Append($"Wall time of the stages: {F(r["wall_seconds"], "F0")} s. Numbers below are also in `report.json`.\n\n");
+        sb.Append($"Wall time of the stages: {Cell(r["wall_seconds"], "F0")} s. Numbers below are also in `report.json`.\n\n");
         sb.Append("## Models\n\n");
         sb.Append("| model | capitals held-out | capitals seen | spam | word sentiment | oracle sentiment (± sd) | RM score | KL to SFT | pretraining loss |\n");
         sb.Append("|---|---|---|---|---|---|---|---|---|\n");
         foreach (var k in ModelKeys)
         {
             var m = r["models"]![k]!;
-            sb.Append($"| {k} | {F(m["capitals_heldout_accuracy"])} | {F(m["capitals_seen_accuracy"])} | {F(m["spam_accuracy"])} | {F(m["word_sentiment_accuracy"])} | " +
-                      $"{F(m["oracle_sentiment"])} ± {F(m["oracle_sentiment_sd"])} | {F(m["rm_score"])} | {F(m["kl_to_sft"])} | {F(m["pretrain_val_loss"])} |\n");
+            sb.Append($"| {k} | {Cell(m["capitals_heldout_accuracy"])} | {Cell(m["capitals_seen_accuracy"])} | {Cell(m["spam_accuracy"])} | {Cell(m["word_sentiment_accuracy"])} | " +
+                      $"{Cell(m["oracle_sentiment"])} ± {Cell(m["oracle_sentiment_sd"])} | {Cell(m["rm_score"])} | {Cell(m["kl_to_sft"])} | {Cell(m["pretrain_val_loss"])} |\n");
         }
         sb.Append("\nAccuracies: greedy answers to held-out questions (base: the raw question; others: the chat template). Oracle sentiment: the lexicon oracle on one sampled continuation per held-out prompt; RM score: the reward model's normalised score of the same continuations; KL: Σ log π − log π_SFT over the continuation, averaged. Best-of-N uses the SFT policy, so task accuracies and pretraining loss do not apply (n/a); its KL is log N − (N−1)/N.\n\n");
-        sb.Append($"Reward model held-out pairwise accuracy against the noiseless oracle: {F(r["reward_model"]!["heldout_accuracy"])} (against the noisy labeler: {F(r["reward_model"]!["heldout_labeler_accuracy"])}; the labeler agrees with the oracle on {F(r["reward_model"]!["labeler_agreement"])} of pairs).\n\n");
+        sb.Append($"Reward model held-out pairwise accuracy against the noiseless oracle: {Cell(r["reward_model"]!["heldout_accuracy"])} (against the noisy labeler: {Cell(r["reward_model"]!["heldout_labeler_accuracy"])}; the labeler agrees with the oracle on {Cell(r["reward_model"]!["labeler_agreement"])} of pairs).\n\n");
         sb.Append("## Reward–KL frontier\n\n![frontier](frontier.png)\n\n| method | parameter | KL | oracle sentiment |\n|---|---|---|---|\n");
         foreach (var p in r["frontier"]!.AsArray())
-            sb.Append($"| {p!["method"]} | {F(p["param"], "G4")} | {F(p["kl"])} | {F(p["oracle_sentiment"])} |\n");
+            sb.Append($"| {p!["method"]} | {Cell(p["param"], "G4")} | {Cell(p["kl"])} | {Cell(p["oracle_sentiment"])} |\n");
         sb.Append($"\nDPO vs PPO: **{r["dpo_vs_ppo"]}**. {dominance}\n\n");
         sb.Append($"Best-of-N: {bon["note"].GetString()}.\n\n");
         if (r["ablations"] is JsonObject ab && ab.Count > 0)
@@ -276,7 +277,7 @@ public static class Report
             sb.Append("## PPO ablations\n\n| run | oracle sentiment | RM score | KL to SFT | pretraining loss | SFT pretraining loss |\n|---|---|---|---|---|---|\n");
             var main = JsonNode.Parse(File.ReadAllText(Path.Combine(root, "ppo", "summary.json")))!;
             foreach (var (name, s) in new[] { ("ppo (main)", main) }.Concat(ab.Select(kv => (kv.Key, kv.Value!))))
-                sb.Append($"| {name} | {F(s["oracle_sentiment"])} | {F(s["rm_score"])} | {F(s["kl_to_sft"])} | {F(s["pretrain_val_loss"])} | {F(s["sft_pretrain_val_loss"])} |\n");
+                sb.Append($"| {name} | {Cell(s["oracle_sentiment"])} | {Cell(s["rm_score"])} | {Cell(s["kl_to_sft"])} | {Cell(s["pretrain_val_loss"])} | {Cell(s["sft_pretrain_val_loss"])} |\n");
             sb.Append("\n`ppo_no_ptx` is PPO without the pretraining term (γ = 0); `ppo_beta0` has no KL penalty (β = 0), where the reward model's score can climb while the oracle's does not: reward hacking.\n\n");
         }
         sb.Append("## The same prompts, every model\n\n");

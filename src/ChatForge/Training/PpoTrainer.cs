@@ -174,8 +174,8 @@ public sealed class PpoTrainer
                 var batch = Layout(idx.Select(i => r.Queries[i]).ToList(), idx.Select(i => r.Responses[i]).ToList());
                 var mask = batch.TargetMask;
                 int tr = (int)mask.shape[1];
-                Tensor Sel(Tensor x) => x.index_select(0, sel).narrow(1, 0, tr);
-                var oldLogp = Sel(r.OldLogp); var adv = Sel(r.Advantages); var ret = Sel(r.Returns); var oldV = Sel(r.Values);
+                Tensor Minibatch(Tensor x) => x.index_select(0, sel).narrow(1, 0, tr);
+                var oldLogp = Minibatch(r.OldLogp); var adv = Minibatch(r.Advantages); var ret = Minibatch(r.Returns); var oldV = Minibatch(r.Values);
 
                 _policy.eval(); // no dropout: the rollout's log-probabilities came from this same deterministic forward pass
                 var (logp, ent) = ResponseLogp(_policy, batch, true);

@@ -21,6 +21,8 @@ public sealed class SftTrainer : ITrainable
 {
     /// <summary>The share of --data held out for the validation loss when no --val-data is given.</summary>
     public const double HeldOutFraction = 0.05;
+    /// <summary>Packing order: examples are shuffled by a hash of (seed, their first this many token ids).</summary>
+    const int PackingKeyTokens = 16;
 
     readonly SftConfig _c;
     readonly Gpt _model;
@@ -127,7 +129,7 @@ public sealed class SftTrainer : ITrainable
         int promptCut = encTrain.Count(e => e.PromptTruncated), answerCut = encTrain.Count(e => e.AnswerTruncated);
         if (promptCut + answerCut > 0) log?.Invoke($"truncated to {maxLen + 1} tokens: {promptCut} prompts (from the left), {answerCut} answers (from the right)");
         var rows = c.Packing
-            ? CausalBatch.Pack(encTrain.OrderBy(e => HashSplit.Unit(c.Seed, "pack:" + string.Join(",", e.Ids.Take(16)))), maxLen + 1)
+            ? CausalBatch.Pack(encTrain.OrderBy(e => HashSplit.Unit(c.Seed, "pack:" + string.Join(",", e.Ids.Take(PackingKeyTokens)))), maxLen + 1)
             : encTrain.Select(e => new PackedRow(e)).ToList();
         log?.Invoke($"{(c.Lora is null ? "full fine-tuning" : $"LoRA r={c.Lora.R} α={c.Lora.LoraAlpha} on {string.Join(", ", c.Lora.TargetModules)}")}: " +
                     $"{rows.Count} rows{(c.Packing ? $" packed from {encTrain.Count} examples" : "")}, {encTrain.Sum(e => e.Train.Count(t => t))} response tokens");
