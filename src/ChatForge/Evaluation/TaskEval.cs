@@ -59,10 +59,18 @@ public static class TaskEval
         List<string> Ask(IReadOnlyList<string> questions)
         {
             var prompts = questions.Select(q => ChatTemplate.EncodePrompt(tok, chat ? q : q + "\n", chat)).ToList();
-            var answers = new List<string>();
-            for (int i = 0; i < prompts.Count; i += batch)
-                answers.AddRange(gen.Generate(prompts.Skip(i).Take(batch).ToList(), greedy).Select(c => c.Text.Trim()));
-            return answers;
+            // Batches of similar length: a batch's window slides (a full pass per step) once its longest prompt
+            // plus the answer outgrows the context, so long prompts are kept together. Rows are independent of
+            // their batch, so the answers do not depend on this order.
+            var order = Enumerable.Range(0, prompts.Count).OrderBy(i => prompts[i].Length).ToList();
+            var answers = new string[prompts.Count];
+            for (int i = 0; i < order.Count; i += batch)
+            {
+                var chunk = order.Skip(i).Take(batch).ToList();
+                var done = gen.Generate(chunk.Select(j => prompts[j]).ToList(), greedy);
+                for (int k = 0; k < chunk.Count; k++) answers[chunk[k]] = done[k].Text.Trim();
+            }
+            return answers.ToList();
         }
 
         double Capitals(string name, IReadOnlyList<StateCapital> states)
