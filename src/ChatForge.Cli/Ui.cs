@@ -52,6 +52,16 @@ public sealed class Ui
     }
 
     /// <summary>A summary dictionary as a table (numbers and strings only).</summary>
+    /// <summary>A training verb's run: progress while <paramref name="job"/> trains into <paramref name="dir"/>, then its summary and where its model is.</summary>
+    public Dictionary<string, object?> TrainAndReport(string stage, long maxSteps, string title, string dir, string modelLabel,
+        Func<Action<TrainingProgress>, Dictionary<string, object?>> job)
+    {
+        var summary = Train(stage, maxSteps, job);
+        Summary(title, summary);
+        Log($"{modelLabel}: {Path.Combine(Path.GetFullPath(dir), "model")}");
+        return summary;
+    }
+
     public void Summary(string title, IReadOnlyDictionary<string, object?> summary) =>
         Table(title, summary.Where(kv => kv.Value is double or long or int or string or bool)
             .Select(kv => (kv.Key, kv.Value is double d ? d.ToString("G6", System.Globalization.CultureInfo.InvariantCulture) : Convert.ToString(kv.Value, System.Globalization.CultureInfo.InvariantCulture)!)));

@@ -33,9 +33,7 @@ public static class DpoCommand
             if (r.GetValue(maxSteps) is { } ms) c = c with { Optim = c.Optim with { MaxSteps = ms } };
             c = c with { Collect = collect.Apply(c.Collect, r) };
             var dir = r.GetValue(outDir)!;
-            var summary = ui.Train("dpo", c.Optim.MaxSteps, p => DpoTrainer.Run(c, dir, r.GetValue(resume), ui.Log, p));
-            ui.Summary("dpo", summary);
-            ui.Log($"policy: {Path.Combine(Path.GetFullPath(dir), "model")}");
+            ui.TrainAndReport("dpo", c.Optim.MaxSteps, "dpo", dir, "policy", p => DpoTrainer.Run(c, dir, r.GetValue(resume), ui.Log, p));
             return 0;
         });
         return verb;

@@ -38,9 +38,7 @@ public static class PpoCommand
             if (r.GetValue(adaptiveKl) is { } t) c = c with { AdaptiveKl = new AdaptiveKlConfig { Target = t } };
             if (r.GetValue(valueInit) is { } vi) c = c with { ValueInit = vi };
             var dir = r.GetValue(outDir)!;
-            var summary = ui.Train("ppo", (long)c.Iterations * c.Rounds, pr => PpoTrainer.Run(c, dir, r.GetValue(resume), ui.Log, pr));
-            ui.Summary("ppo", summary);
-            ui.Log($"policy: {Path.Combine(Path.GetFullPath(dir), "model")}");
+            ui.TrainAndReport("ppo", (long)c.Iterations * c.Rounds, "ppo", dir, "policy", pr => PpoTrainer.Run(c, dir, r.GetValue(resume), ui.Log, pr));
             return 0;
         });
         return verb;

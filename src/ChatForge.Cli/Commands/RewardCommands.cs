@@ -64,9 +64,7 @@ public static class RewardCommand
             if (r.GetValue(maxSteps) is { } ms) c = c with { Optim = c.Optim with { MaxSteps = ms } };
             if (r.GetValue(margin) is { } mg) c = c with { Margin = mg };
             var dir = r.GetValue(outDir)!;
-            var summary = ui.Train("reward", c.Optim.MaxSteps, p => RewardTrainer.Run(c, dir, r.GetValue(resume), ui.Log, p));
-            ui.Summary("reward model", summary);
-            ui.Log($"reward model: {Path.Combine(Path.GetFullPath(dir), "model")}");
+            ui.TrainAndReport("reward", c.Optim.MaxSteps, "reward model", dir, "reward model", p => RewardTrainer.Run(c, dir, r.GetValue(resume), ui.Log, p));
             return 0;
         });
         return verb;

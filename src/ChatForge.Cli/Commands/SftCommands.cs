@@ -55,9 +55,7 @@ public static class SftCommand
                 c = c with { Lora = l };
             }
             var dir = r.GetValue(outDir)!;
-            var summary = ui.Train("sft", c.Optim.MaxSteps, p => SftTrainer.Run(c, dir, r.GetValue(resume), ui.Log, p));
-            ui.Summary("sft", summary);
-            ui.Log($"model: {Path.Combine(Path.GetFullPath(dir), "model")}");
+            ui.TrainAndReport("sft", c.Optim.MaxSteps, "sft", dir, "model", p => SftTrainer.Run(c, dir, r.GetValue(resume), ui.Log, p));
             return 0;
         });
         return verb;
