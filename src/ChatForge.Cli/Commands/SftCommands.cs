@@ -83,7 +83,10 @@ public static class EvalCommand
             ui.Log($"evaluating {dir} ({(chat ? "chat template" : "raw questions")})");
             var result = TaskEval.Run(m, tok, suite, chat);
             ui.Summary("eval", result.Metrics.ToDictionary(k => k.Key, k => (object?)k.Value));
-            var json = System.Text.Json.JsonSerializer.Serialize(result.Metrics, new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
+            ui.Summary("held-out capitals by phrasing", result.ByPhrasing.ToDictionary(k => k.Key.Replace("{0}", "{state}", StringComparison.Ordinal), k => (object?)k.Value));
+            var report = result.Metrics.ToDictionary(k => k.Key, k => (object)k.Value);
+            report["capitals_heldout_by_phrasing"] = result.ByPhrasing.ToDictionary(k => k.Key.Replace("{0}", "{state}", StringComparison.Ordinal), k => k.Value);
+            var json = System.Text.Json.JsonSerializer.Serialize(report, new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
             if (r.GetValue(outFile) is { } o) Util.AtomicFile.WriteAllText(o, json);
             ui.Out.WriteLine(json);
             ui.Err.Write(new Spectre.Console.Text(result.SamplesText()));
@@ -101,7 +104,7 @@ public static class ChatCommand
         var prompt = Opt.Text("--prompt", "answer this once and exit (default: a conversation on stdin)", "TEXT");
         var system = Opt.Text("--system", "the system message", "TEXT");
         var verb = new Command("chat", "multi-turn chat (streams; /reset, /system TEXT, /exit)") { model, prompt, system };
-        var sampling = new SamplingOptionSet(verb, new SamplingOptions { MaxNewTokens = 64, Temperature = 0.7, TopK = 40, TopP = 0.95 }, "tokens per answer");
+        var sampling = new SamplingOptionSet(verb, new SamplingOptions { MaxNewTokens = ChatSession.DefaultMaxNewTokens, Temperature = 0.7, TopK = 40, TopP = 0.95 }, "tokens per answer");
         var device = Opt.Device();
         verb.Add(device);
         verb.SetAction(r =>

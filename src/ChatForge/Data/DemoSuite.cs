@@ -26,7 +26,8 @@ public sealed record DemoSuite(
     /// model keeps continuing ordinary text (the sentiment task prompts the SFT model with raw text).</param>
     /// <param name="split">The pretraining split the passages keep to (null: the default pretraining config's).</param>
     public static DemoSuite Build(Corpora c, int sentimentExamples = 1000, int spamExamples = 600, int conversations = 400,
-                                  int heldOutWords = 200, int heldOutEmails = 200, int textExamples = 150, PretrainSplit? split = null)
+                                  int heldOutWords = 200, int heldOutEmails = 200, int textExamples = 150, PretrainSplit? split = null,
+                                  int knowledgeExamples = 0)
     {
         var states = DemoTasks.LoadCapitals(c.StatesCapitals);
         var (seen, held) = DemoTasks.SplitStates(states, HeldOutStateCount, TaskSeed);
@@ -46,7 +47,6 @@ public sealed record DemoSuite(
 
         var all = new List<SftExample>();
         all.AddRange(DemoTasks.CapitalsQa(seen));
-        all.AddRange(DemoTasks.CapitalsQa(seen).Select(e => e with { Source = e.Source + "-2" })); // twice: the smallest task
         all.AddRange(DemoTasks.WordSentiment(trainWords.Take(sentimentExamples), TaskSeed));
         all.AddRange(DemoTasks.SpamClassification(trainEmails));
         all.AddRange(DemoTasks.Conversations(seen, trainWords, conversations, TaskSeed));
@@ -56,6 +56,15 @@ public sealed record DemoSuite(
             var passages = trainDocs.SelectMany(d => TextCorpus.Blocks(d.Text, 150)).Where(p => p.Length is > 120 and < 320)
                 .OrderBy(p => HashSplit.Unit(TaskSeed, "text:" + p)).Take(textExamples);
             all.AddRange(passages.Select(p => new SftExample(null, p, "text")));
+        }
+        if (knowledgeExamples > 0)
+        {
+            // Replay of pretraining's statement-form facts (every state and word, in statement form only), so that
+            // fine-tuning does not overwrite them: half capital paragraphs, half lexicon lines.
+            var facts = PretrainKnowledge.CapitalFacts(states, 1 + knowledgeExamples / (2 * states.Count), TaskSeed).Text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            var lexicon = PretrainKnowledge.WordValences(words, 1, TaskSeed).Text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            all.AddRange(facts.Take(knowledgeExamples / 2).Concat(lexicon.Take(knowledgeExamples - knowledgeExamples / 2))
+                .Select(t => new SftExample(null, t, "knowledge")));
         }
         // 5% of the instruction data is held out for the response-token loss (validation); plain text is training-only.
         var train = all.Where(e => e.Messages is null || HashSplit.Unit(TaskSeed, "sft:" + Key(e)) >= 0.05).ToList();

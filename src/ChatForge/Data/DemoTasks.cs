@@ -75,38 +75,9 @@ public static partial class DemoTasks
         return (all.Where(s => !held.Contains(s)).ToList(), all.Where(held.Contains).ToList());
     }
 
-    // ---- pretraining statements -----------------------------------------------------------------
-
-    static readonly string[] StatementTemplates =
-    {
-        "The capital of {0} is {1}.",
-        "{1} is the capital of {0}.",
-        "{1} is the capital city of {0}.",
-        "The capital city of {0} is {1}.",
-        "In {0}, the capital is {1}.",
-        "{0} has its capital at {1}.",
-    };
-
-    /// <summary>
-    /// Statement-form facts about every state (several phrasings), added to the pretraining corpus so
-    /// that the knowledge lives in pretraining and SFT only has to elicit it — held-out states included.
-    /// </summary>
-    public static Document CapitalStatements(IReadOnlyList<StateCapital> all, int repeats, long seed)
-    {
-        var rng = new Random((int)(seed & 0x7fffffff));
-        var sentences = new List<string>();
-        for (int r = 0; r < repeats; r++)
-            foreach (var s in all)
-                foreach (var t in StatementTemplates)
-                    sentences.Add(string.Format(CultureInfo.InvariantCulture, t, s.State, s.Capital));
-        var shuffled = sentences.OrderBy(_ => rng.Next()).ToList();
-        var sb = new StringBuilder();
-        for (int i = 0; i < shuffled.Count; i++) sb.Append(shuffled[i]).Append(i % 6 == 5 ? "\n\n" : " ");
-        return new Document("us-states-capitals statements", sb.ToString().Trim());
-    }
-
     // ---- instruction data -------------------------------------------------------------------------
 
+    /// <summary>The five phrasings the capital accuracies are measured on (also trained on, with other states).</summary>
     public static readonly string[] CapitalQuestions =
     {
         "What is the capital of {0}?",
@@ -114,6 +85,37 @@ public static partial class DemoTasks
         "Name the capital of {0}.",
         "Tell me the capital of {0}.",
         "What city is {0}'s capital?",
+    };
+
+    /// <summary>Further phrasings the instruction data uses, so that the model keys on the state and the word "capital", not on one sentence.</summary>
+    static readonly string[] MoreCapitalQuestions =
+    {
+        "What's the capital of {0}?",
+        "Do you know the capital of {0}?",
+        "{0}'s capital is which city?",
+        "What is {0}'s capital city?",
+        "Can you tell me the capital of {0}?",
+        "I need the capital of {0}.",
+        "capital of {0}?",
+        "Which city serves as the capital of {0}?",
+        "Please name the capital city of {0}.",
+        "What is the capital city of {0}?",
+    };
+
+    /// <summary>Every phrasing in training data: the evaluated five and the others.</summary>
+    public static readonly string[] CapitalTrainQuestions = CapitalQuestions.Concat(MoreCapitalQuestions).ToArray();
+
+    /// <summary>
+    /// Phrasings that appear in no training data (neither the instruction data nor the pretraining quiz): the
+    /// evaluation asks the held-out states in them too (capitals_unseen_phrasing_accuracy).
+    /// </summary>
+    public static readonly string[] UnseenCapitalQuestions =
+    {
+        "What is the name of the capital of {0}?",
+        "Could you name {0}'s capital?",
+        "The capital of {0} is what city?",
+        "Tell me which city is the capital of {0}.",
+        "{0} has which city as its capital?",
     };
 
     static readonly string[] ReverseQuestions =
@@ -128,7 +130,7 @@ public static partial class DemoTasks
     {
         foreach (var s in states)
         {
-            foreach (var q in CapitalQuestions)
+            foreach (var q in CapitalTrainQuestions)
                 yield return SftExample.PromptCompletion(string.Format(CultureInfo.InvariantCulture, q, s.State), CapitalAnswer(s), "capitals");
             foreach (var q in ReverseQuestions)
                 yield return SftExample.PromptCompletion(string.Format(CultureInfo.InvariantCulture, q, s.State, s.Capital), $"{s.Capital} is the capital of {s.State}.", "capitals-reverse");
@@ -155,26 +157,68 @@ public static partial class DemoTasks
     public static IEnumerable<SftExample> SpamClassification(IEnumerable<Email> emails) =>
         emails.Select(e => SftExample.PromptCompletion(SpamQuestion(e), SpamAnswer(e), "spam"));
 
+    /// <summary>First turns that name a state without asking about it.</summary>
+    public static readonly string[] ConversationOpeners =
+    {
+        "Let's talk about {0}.",
+        "I am planning a trip to {0}.",
+        "Tell me something about {0}.",
+        "My cousin lives in {0}.",
+        "I'm reading about {0}.",
+        "We are moving to {0} next year.",
+    };
+
+    /// <summary>Later turns that ask for the capital of the state named earlier.</summary>
+    public static readonly string[] ConversationFollowUps =
+    {
+        "What is its capital?",
+        "What about its capital?",
+        "And its capital city?",
+        "Which city is its capital?",
+        "What's the capital there?",
+        "Do you know its capital?",
+    };
+
+    public static string OpenerReply(StateCapital s) => $"Sure, {s.State} is a state of the United States.";
+
+    /// <summary>
+    /// A conversation about a state: the opener and its reply, optionally an unrelated exchange about a word
+    /// (<paramref name="between"/>), then the follow-up question; with <paramref name="answer"/>, the capital's answer last.
+    /// </summary>
+    public static List<ChatMessage> StateConversation(StateCapital s, string opener, string followUp, LabeledWord? between, bool answer)
+    {
+        var m = new List<ChatMessage>
+        {
+            new("user", string.Format(CultureInfo.InvariantCulture, opener, s.State)),
+            new("assistant", OpenerReply(s)),
+        };
+        if (between is { } w)
+        {
+            m.Add(new("user", string.Format(CultureInfo.InvariantCulture, SentimentQuestions[0], w.Word)));
+            m.Add(new("assistant", SentimentAnswer(w)));
+        }
+        m.Add(new("user", followUp));
+        if (answer) m.Add(new("assistant", CapitalAnswer(s)));
+        return m;
+    }
+
     /// <summary>
     /// Multi-turn dialogues in which a later turn depends on an earlier one: "Let's talk about Ohio." …
-    /// "What is its capital?"; "Is 'superb' positive or negative?" … "And the word 'awful'?".
+    /// "What is its capital?" (a third of them with an exchange about a word in between); "Is 'superb'
+    /// positive or negative?" … "And the word 'awful'?".
     /// </summary>
     public static IEnumerable<SftExample> Conversations(IReadOnlyList<StateCapital> states, IReadOnlyList<LabeledWord> words, int count, long seed)
     {
         var rng = new Random((int)(seed & 0x7fffffff) ^ 0x5eed);
         var polar = words.Where(w => w.Valence != 0).ToList();
-        string[] openers = { "Let's talk about {0}.", "I am planning a trip to {0}.", "Tell me something about {0}." };
-        string[] follow = { "What is its capital?", "What about its capital?", "And its capital city?" };
         for (int i = 0; i < count; i++)
         {
             if (i % 2 == 0 && states.Count > 0)
             {
                 var s = states[rng.Next(states.Count)];
-                yield return SftExample.Chat(
-                    new ChatMessage("user", string.Format(CultureInfo.InvariantCulture, openers[rng.Next(openers.Length)], s.State)),
-                    new ChatMessage("assistant", $"Sure, {s.State} is a state of the United States."),
-                    new ChatMessage("user", follow[rng.Next(follow.Length)]),
-                    new ChatMessage("assistant", CapitalAnswer(s))) with { Source = "conversation-capital" };
+                var between = polar.Count > 0 && rng.Next(3) == 0 ? polar[rng.Next(polar.Count)] : null;
+                var m = StateConversation(s, ConversationOpeners[rng.Next(ConversationOpeners.Length)], ConversationFollowUps[rng.Next(ConversationFollowUps.Length)], between, answer: true);
+                yield return SftExample.Chat(m.ToArray()) with { Source = "conversation-capital" };
             }
             else if (polar.Count > 1)
             {

@@ -18,7 +18,8 @@ public static class TaskEval
 {
     public sealed record Sample(string Task, string Prompt, string Answer, bool Correct);
 
-    public sealed record Result(Dictionary<string, double> Metrics, List<Sample> Samples)
+    /// <param name="ByPhrasing">Capital accuracy per question phrasing ({0} the state): held-out states, the evaluated five and the unseen ones.</param>
+    public sealed record Result(Dictionary<string, double> Metrics, List<Sample> Samples, Dictionary<string, double> ByPhrasing)
     {
         public string SamplesText()
         {
@@ -73,22 +74,27 @@ public static class TaskEval
             return answers.ToList();
         }
 
-        double Capitals(string name, IReadOnlyList<StateCapital> states)
+        var byPhrasing = new Dictionary<string, double>();
+        double Capitals(string name, IReadOnlyList<StateCapital> states, IReadOnlyList<string> phrasings, bool perPhrasing)
         {
-            var qs = states.SelectMany(s => DemoTasks.CapitalQuestions.Select(t => (s, q: string.Format(CultureInfo.InvariantCulture, t, s.State)))).ToList();
+            var qs = states.SelectMany(s => phrasings.Select(t => (s, t, q: string.Format(CultureInfo.InvariantCulture, t, s.State)))).ToList();
             var answers = Ask(qs.Select(x => x.q).ToList());
-            int ok = 0;
+            var correct = new bool[qs.Count];
             for (int i = 0; i < qs.Count; i++)
             {
-                bool c = DemoTasks.CapitalCorrect(answers[i], qs[i].s, suite.States);
-                ok += c ? 1 : 0;
-                samples.Add(new Sample(name, qs[i].q, answers[i], c));
+                correct[i] = DemoTasks.CapitalCorrect(answers[i], qs[i].s, suite.States);
+                samples.Add(new Sample(name, qs[i].q, answers[i], correct[i]));
             }
-            return (double)ok / qs.Count;
+            if (perPhrasing)
+                foreach (var g in Enumerable.Range(0, qs.Count).GroupBy(i => qs[i].t))
+                    byPhrasing[g.Key] = g.Average(i => correct[i] ? 1.0 : 0.0);
+            return correct.Average(c => c ? 1.0 : 0.0);
         }
 
-        metrics["capitals_heldout_accuracy"] = Capitals("capitals_heldout", suite.HeldOutStates);
-        metrics["capitals_seen_accuracy"] = Capitals("capitals_seen", suite.SeenStates);
+        metrics["capitals_heldout_accuracy"] = Capitals("capitals_heldout", suite.HeldOutStates, DemoTasks.CapitalQuestions, true);
+        metrics["capitals_seen_accuracy"] = Capitals("capitals_seen", suite.SeenStates, DemoTasks.CapitalQuestions, false);
+        metrics["capitals_unseen_phrasing_accuracy"] = Capitals("capitals_unseen_phrasing", suite.HeldOutStates, DemoTasks.UnseenCapitalQuestions, true);
+        metrics["multiturn_accuracy"] = MultiTurn(model, tok, suite, chat, samples);
 
         var emails = suite.HeldOutEmails;
         var spamAnswers = Ask(emails.Select(DemoTasks.SpamQuestion).ToList());
@@ -115,6 +121,66 @@ public static class TaskEval
 
         var val = suite.Validation.Select(e => SftData.Encode(tok, e, model.Config.NPositions)).ToList();
         metrics["response_loss"] = LogProbs.ResponseLoss(model, tok, val, batch);
-        return new Result(metrics, samples);
+        return new Result(metrics, samples, byPhrasing);
+    }
+
+    /// <summary>
+    /// Conversations that name a held-out state in the first turn and ask for "its" capital in a later one
+    /// (<see cref="Conversations"/>). A chat model answers every turn itself (<see cref="Converse"/>), exactly as
+    /// `chatforge chat --temperature 0` does; a base model reads the user turns as lines of text.
+    /// </summary>
+    static double MultiTurn(Gpt model, ITokenizer tok, DemoSuite suite, bool chat, List<Sample> samples)
+    {
+        var conversations = Conversations(suite);
+        var finals = chat
+            ? Converse(model, tok, conversations.Select(c => c.Turns).ToList()).Select(a => a[^1].Trim()).ToList()
+            : conversations.Select(c => new TextGenerator(model, tok).Complete(string.Join("\n", c.Turns) + "\n",
+                new SamplingOptions { Temperature = 0, MaxNewTokens = 20, StopStrings = new[] { "\n" } }).Text.Trim()).ToList();
+        int ok = 0;
+        for (int i = 0; i < conversations.Count; i++)
+        {
+            bool c = DemoTasks.CapitalCorrect(finals[i], conversations[i].State, suite.States);
+            ok += c ? 1 : 0;
+            samples.Add(new Sample("multiturn", string.Join(" / ", conversations[i].Turns), finals[i], c));
+        }
+        return (double)ok / conversations.Count;
+    }
+
+    /// <summary>
+    /// Each conversation's answers, turn by turn, as streamed (untrimmed): a fresh <see cref="ChatSession"/> per
+    /// conversation with <see cref="ChatSession.Greedy"/> options: the chat template and context handling of `chatforge chat`.
+    /// </summary>
+    public static List<List<string>> Converse(Gpt model, ITokenizer tok, IReadOnlyList<List<string>> conversations)
+    {
+        var session = new ChatSession(model, tok, ChatSession.Greedy);
+        var all = new List<List<string>>();
+        foreach (var turns in conversations)
+        {
+            session.Reset();
+            all.Add(turns.Select(t => string.Concat(session.Ask(t))).ToList());
+        }
+        return all;
+    }
+
+    /// <summary>
+    /// The multi-turn evaluation's user turns: per held-out state, two conversations of two turns and one with an
+    /// exchange about a held-out word in between, openers and follow-ups rotating through the pools.
+    /// </summary>
+    public static List<(StateCapital State, List<string> Turns)> Conversations(DemoSuite suite)
+    {
+        var list = new List<(StateCapital, List<string>)>();
+        for (int i = 0; i < suite.HeldOutStates.Count; i++)
+        {
+            var s = suite.HeldOutStates[i];
+            for (int k = 0; k < 3; k++)
+            {
+                int j = 3 * i + k;
+                var between = k == 2 && suite.HeldOutWords.Count > 0 ? suite.HeldOutWords[i % suite.HeldOutWords.Count] : null;
+                var m = DemoTasks.StateConversation(s, DemoTasks.ConversationOpeners[j % DemoTasks.ConversationOpeners.Length],
+                    DemoTasks.ConversationFollowUps[(j * 5 + 1) % DemoTasks.ConversationFollowUps.Length], between, answer: false);
+                list.Add((s, m.Where(x => x.Role == "user").Select(x => x.Content).ToList()));
+            }
+        }
+        return list;
     }
 }

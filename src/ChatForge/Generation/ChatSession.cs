@@ -5,8 +5,11 @@ namespace ChatForge.Generation;
 
 /// <summary>
 /// A multi-turn conversation with a chat model: the history is rendered with the chat template on
-/// every turn; when it no longer fits the context (with room for the answer), the oldest turns are
-/// dropped (the system message stays). Answers end at &lt;|im_end|&gt; and stream as they are generated.
+/// every turn; when it no longer fits the context with <see cref="AnswerRoom"/> tokens to spare, the
+/// oldest exchanges are dropped (the system message stays). The room is a quarter of the context, not
+/// the answer's token limit, so the history kept does not depend on the sampling options (an answer
+/// longer than the room slides the window as it grows). Answers end at &lt;|im_end|&gt; and stream as
+/// they are generated.
 /// </summary>
 public sealed class ChatSession
 {
@@ -23,7 +26,14 @@ public sealed class ChatSession
         Options = options with { StopTokenIds = options.StopTokenIds.Append(tok.Id(SpecialTokens.ImEnd)).ToArray() };
     }
 
+    /// <summary>The answer-token limit of `chatforge chat` and the multi-turn evaluation.</summary>
+    public const int DefaultMaxNewTokens = 64;
+    /// <summary>Greedy answers: what `chatforge chat --temperature 0` and the multi-turn evaluation use.</summary>
+    public static SamplingOptions Greedy => new() { Temperature = 0, MaxNewTokens = DefaultMaxNewTokens };
+
     public SamplingOptions Options { get; }
+    /// <summary>Tokens kept free for the answer when the history is fitted into the context.</summary>
+    public int AnswerRoom => Math.Max(1, _context / 4);
     public string? System { get; set; }
     public IReadOnlyList<ChatMessage> History => _history;
     /// <summary>Turns dropped from the front of the history so far to fit the context.</summary>
@@ -31,11 +41,19 @@ public sealed class ChatSession
 
     public void Reset() { _history.Clear(); DroppedMessages = 0; }
 
+    /// <summary>Appends a message to the history as it stands (a conversation given whole, or an answer written elsewhere).</summary>
+    public void Add(ChatMessage message)
+    {
+        if (!ChatTemplate.Roles.Contains(message.Role) || message.Role == "system")
+            throw new ChatForgeException($"a conversation message's role must be user or assistant, got '{message.Role}'");
+        _history.Add(message);
+    }
+
     /// <summary>The prompt ids for the next answer, after dropping the oldest turns that do not fit.</summary>
     public int[] PromptFor(string user)
     {
         _history.Add(new ChatMessage("user", user));
-        int room = Math.Max(1, _context - Options.MaxNewTokens);
+        int room = _context - AnswerRoom;
         while (true)
         {
             var msgs = (System is { } s ? new[] { new ChatMessage("system", s) } : Array.Empty<ChatMessage>()).Concat(_history).ToList();

@@ -4,6 +4,7 @@ using ChatForge.Generation;
 using ChatForge.Modeling;
 using ChatForge.Tokenization;
 using ChatForge.Training;
+using ChatForge.Util;
 using static TorchSharp.torch;
 
 namespace ChatForge.Pipeline;
@@ -96,17 +97,7 @@ public static class Bench
         }
         log?.Invoke($"generate: {r["generate_tokens_per_second_cached"]:F0} tokens/s cached, {r["generate_tokens_per_second_uncached"]:F0} uncached ({r["kv_cache_speedup"]:F1}×)");
 
-        r["peak_rss_mb"] = PeakRssMb();
+        r["peak_rss_mb"] = PeakMemory.PeakRssMb();
         return r;
-    }
-
-    /// <summary>Peak resident set size (VmHWM) in MiB.</summary>
-    public static double PeakRssMb()
-    {
-        if (File.Exists("/proc/self/status"))
-            foreach (var line in File.ReadLines("/proc/self/status"))
-                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) / 1024.0;
-        return Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0);
     }
 }

@@ -4,6 +4,7 @@ using ChatForge.Checkpoints;
 using ChatForge.Data;
 using ChatForge.Evaluation;
 using ChatForge.Labeling;
+using ChatForge.Modeling;
 using ChatForge.Training;
 using ChatForge.Util;
 
@@ -27,7 +28,7 @@ public sealed record FrontierConfig
 }
 
 /// <summary>Every stage's config as a pipeline run uses it (see <see cref="PipelineConfig.Resolve"/>).</summary>
-public sealed record ResolvedStages(PretrainConfig Pretrain, SftConfig Sft, RewardConfig Reward, PpoConfig Ppo, DpoConfig Dpo, List<FrontierRun> Frontier);
+public sealed record ResolvedStages(PretrainConfig Pretrain, SftConfig Sft, SftConfig? SftLora, RewardConfig Reward, PpoConfig Ppo, DpoConfig Dpo, List<FrontierRun> Frontier);
 
 /// <summary>One run of the frontier stage, in its own sub-directory <see cref="Name"/>: a PPO or a DPO run.</summary>
 public sealed record FrontierRun(string Name, PpoConfig? Ppo, DpoConfig? Dpo);
@@ -44,16 +45,24 @@ public sealed record PipelineConfig : RunOptions
         Optim = PretrainConfig.Demo.Optim with { MaxSteps = 850, EvalInterval = 250, CheckpointInterval = 250 },
         SamplePrompts = new() { "Call me" },
     };
-    public SftConfig Sft { get; init; } = SftConfig.Demo with { EvalTasks = false };
-    public RewardConfig Reward { get; init; } = RewardConfig.Demo;
+    /// <summary>SFT rows of 128 tokens: every demo example but a few long emails fits, at half the cost of the model's 256.</summary>
+    public SftConfig Sft { get; init; } = SftConfig.Demo with { EvalTasks = false, MaxLength = 128 };
+    /// <summary>
+    /// The sft_lora stage: the same SFT (data, steps, schedule) with these LoRA adapters instead of full
+    /// fine-tuning, reported beside it (null: no such stage). A LoRA setting in <see cref="Sft"/> itself is not changed by this.
+    /// </summary>
+    public LoraConfig? SftLora { get; init; } = new();
+    /// <summary>Which SFT model the later stages (reward, PPO, DPO, best-of-N) start from: "sft" or "sft_lora".</summary>
+    public string MainSft { get; init; } = "sft";
+    public RewardConfig Reward { get; init; } = RewardConfig.Demo with { Collect = RewardConfig.Demo.Collect with { Prompts = 3000 } };
     public PpoConfig Ppo { get; init; } = PpoConfig.Demo with { PtxCoef = 1.0 };
     public DpoConfig Dpo { get; init; } = DpoConfig.Demo;
     public List<int> BestOfN { get; init; } = new() { 1, 2, 4, 8, 16 };
-    public FrontierConfig Frontier { get; init; } = new();
+    public FrontierConfig Frontier { get; init; } = new() { PpoIterations = 15, DpoSteps = 60, AblationIterations = 20 };
     /// <summary>Held-out sentiment prompts for every model's evaluation.</summary>
     public int EvalPrompts { get; init; } = 64;
 
-    public static readonly string[] Stages = { "data", "pretrain", "sft", "reward", "ppo", "dpo", "bon", "frontier", "report" };
+    public static readonly string[] Stages = { "data", "pretrain", "sft", "sft_lora", "reward", "ppo", "dpo", "bon", "frontier", "report" };
 
     /// <summary>
     /// Checks every stage's config as the pipeline will run it (<see cref="Resolve"/>), so a bad value for
@@ -62,6 +71,8 @@ public sealed record PipelineConfig : RunOptions
     public void Validate(string source)
     {
         if (BestOfN.Count == 0 || BestOfN.Any(n => n < 1)) throw new ChatForgeException($"{source}: 'best_of_n' must list values ≥ 1");
+        if (MainSft is not ("sft" or "sft_lora")) throw new ChatForgeException($"{source}: 'main_sft' = '{MainSft}' must be sft or sft_lora");
+        if (MainSft == "sft_lora" && SftLora is null) throw new ChatForgeException($"{source}: 'main_sft' is sft_lora but 'sft_lora' is null");
         if (EvalPrompts < 1) throw new ChatForgeException($"{source}: 'eval_prompts' = {EvalPrompts} is out of range (≥ 1)");
         if (Threads is < 1) throw new ChatForgeException($"{source}: 'threads' = {Threads} is out of range (≥ 1)");
         if (Frontier.PpoBetas.Any(b => b < 0) || Frontier.DpoBetas.Any(b => b <= 0)) throw new ChatForgeException($"{source}: 'frontier' betas must be positive");
@@ -71,6 +82,7 @@ public sealed record PipelineConfig : RunOptions
         var r = Resolve("pipeline");   // the directories do not matter here, only the values
         r.Pretrain.Validate(source + " (pretrain)");
         r.Sft.Validate(source + " (sft)");
+        r.SftLora?.Validate(source + " (sft_lora)");
         r.Reward.Validate(source + " (reward)");
         r.Ppo.Validate(source + " (ppo)");
         r.Dpo.Validate(source + " (dpo)");
@@ -87,7 +99,8 @@ public sealed record PipelineConfig : RunOptions
     /// </summary>
     public ResolvedStages Resolve(string root)
     {
-        string Model(string stage) => Path.Combine(PipelineRunner.StageDir(root, stage), "model");
+        string Model(string stage) => Path.Combine(PipelineRunner.StageDir(root, stage == "sft" ? MainSft : stage), "model");
+        var sft = AppliedTo(Sft) with { Model = Path.Combine(PipelineRunner.StageDir(root, "pretrain"), "model") };
         var ppo = AppliedTo(Ppo) with { Model = Model("sft"), Reward = Model("reward"), EvalPrompts = EvalPrompts };
         var dpo = AppliedTo(Dpo) with
         {
@@ -104,7 +117,7 @@ public sealed record PipelineConfig : RunOptions
         }
         return new ResolvedStages(
             AppliedTo(Pretrain),
-            AppliedTo(Sft) with { Model = Model("pretrain") },
+            sft, SftLora is null ? null : sft with { Lora = SftLora },
             AppliedTo(Reward) with { Model = Model("sft") },
             ppo, dpo, frontier);
     }
@@ -173,6 +186,11 @@ public static class PipelineRunner
         });
         Stage("pretrain", () => Pretrainer.Run(r.Pretrain, Dir("pretrain"), resume: true, log, ProgressOf("pretrain"), cancel));
         Stage("sft", () => SftTrainer.Run(r.Sft, Dir("sft"), resume: true, log, ProgressOf("sft"), cancel));
+        Stage("sft_lora", () =>
+        {
+            if (r.SftLora is null) new RunDirectory(Dir("sft_lora")).WriteSummary(new Dictionary<string, object?> { ["skipped"] = true });
+            else SftTrainer.Run(r.SftLora, Dir("sft_lora"), resume: true, log, ProgressOf("sft_lora"), cancel);
+        });
         Stage("reward", () => RewardTrainer.Run(r.Reward, Dir("reward"), resume: true, log, ProgressOf("reward"), cancel));
         Stage("ppo", () => PpoTrainer.Run(r.Ppo, Dir("ppo"), resume: true, log, ProgressOf("ppo"), cancel));
         Stage("dpo", () => DpoTrainer.Run(r.Dpo, Dir("dpo"), resume: true, log, ProgressOf("dpo"), cancel));
@@ -180,7 +198,7 @@ public static class PipelineRunner
         {
             var device = Native.TorchRuntime.ResolveDevice(c.Device);
             var corpora = Corpora.OpenOrFetch(c.Cache, log);
-            var (policy, tok, _) = Checkpoints.HfCheckpoint.Load(Model("sft"), device);
+            var (policy, tok, _) = Checkpoints.HfCheckpoint.Load(Model(c.MainSft), device);
             var (rm, _) = RewardCheckpoint.Load(Model("reward"), device);
             var prompts = SentimentPrompts.Build(corpora).Eval.Take(c.EvalPrompts).ToList();
             var points = BestOfNEval.Curve(policy, rm, tok, SentimentOracle.FromCorpora(corpora), prompts, c.BestOfN,

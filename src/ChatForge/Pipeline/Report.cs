@@ -21,7 +21,14 @@ namespace ChatForge.Pipeline;
 /// </summary>
 public static class Report
 {
-    public static readonly string[] ModelKeys = { "base", "sft", "best_of_n", "ppo", "dpo" };
+    public static readonly string[] ModelKeys = { "base", "sft", "sft_lora", "best_of_n", "ppo", "dpo" };
+
+    /// <summary>The task accuracies of every chat model's row (TaskEval's keys).</summary>
+    public static readonly string[] AccuracyKeys =
+        { "capitals_heldout_accuracy", "capitals_seen_accuracy", "capitals_unseen_phrasing_accuracy", "multiturn_accuracy", "spam_accuracy", "word_sentiment_accuracy" };
+
+    /// <summary>The cost of an SFT run, from its summary, in the sft and sft_lora rows.</summary>
+    public static readonly string[] SftCostKeys = { "trainable_parameters", "wall_seconds", "peak_rss_mb" };
 
     /// <summary>What every model is measured with: the demo tasks, the held-out prompts and oracle, the SFT reference, the reward model, held-out pretraining text.</summary>
     sealed record Bench(DemoSuite Suite, SentimentOracle Oracle, List<string> Prompts, Gpt Sft, ITokenizer Tokenizer, RewardModel Rm,
@@ -53,6 +60,7 @@ public static class Report
         var report = new JsonObject
         {
             ["models"] = models,
+            ["main_sft"] = c.MainSft,
             ["reward_model"] = new JsonObject
             {
                 ["heldout_accuracy"] = Num(rmSummary, "heldout_accuracy"),
@@ -82,7 +90,7 @@ public static class Report
     {
         var device = Native.TorchRuntime.ResolveDevice(c.Device);
         var corpora = Corpora.OpenOrFetch(c.Cache, log);
-        var (sft, tok, _) = HfCheckpoint.Load(ModelDir(root, "sft"), device);
+        var (sft, tok, _) = HfCheckpoint.Load(ModelDir(root, c.MainSft), device);
         var (rm, _) = RewardCheckpoint.Load(ModelDir(root, "reward"), device);
         var (_, valDocs) = PpoTrainer.PretrainDocuments(c.Resolve(root).Ppo, corpora, log);
         return new Bench(DemoSuite.Build(corpora), SentimentOracle.FromCorpora(corpora), SentimentPrompts.Build(corpora).Eval.Take(c.EvalPrompts).ToList(),
@@ -97,14 +105,23 @@ public static class Report
         int maxNew = c.Ppo.MaxNewTokens;
         var samplePrompts = b.Prompts.Take(SamplePrompts).ToList();
         var capitalQs = b.Suite.HeldOutStates.Take(CapitalQuestions).Select(s => string.Format(CultureInfo.InvariantCulture, DemoTasks.CapitalQuestions[0], s.State)).ToList();
-        foreach (var key in new[] { "base", "sft", "ppo", "dpo" })
+        foreach (var key in new[] { "base", "sft", "sft_lora", "ppo", "dpo" })
         {
+            var dir = ModelDir(root, key == "base" ? "pretrain" : key);
+            if (!Directory.Exists(dir)) continue; // sft_lora switched off
             log?.Invoke($"[report] evaluating {key}");
-            var (m, mtok, _) = key == "sft" ? (b.Sft, b.Tokenizer, null!) : HfCheckpoint.Load(ModelDir(root, key == "base" ? "pretrain" : key), b.Device);
+            var (m, mtok, _) = key == c.MainSft ? (b.Sft, b.Tokenizer, null!) : HfCheckpoint.Load(dir, b.Device);
             bool chat = key != "base";
-            var tasks = TaskEval.Run(m, mtok, b.Suite, chat).Metrics;
+            var tasks = TaskEval.Run(m, mtok, b.Suite, chat);
             var pol = PolicyEval.Run(m, b.Sft, mtok, b.Prompts, b.Oracle, b.Rm, maxNew, c.Seed);
-            models[key] = Row(tasks, pol, Perplexity.PretrainLoss(m, b.PretrainVal));
+            var row = Row(tasks.Metrics, pol, Perplexity.PretrainLoss(m, b.PretrainVal));
+            row["capitals_heldout_by_phrasing"] = new JsonObject(tasks.ByPhrasing.Select(kv => KeyValuePair.Create(PhrasingKey(kv.Key), (JsonNode?)JsonValue.Create(kv.Value))));
+            if (key is "sft" or "sft_lora")
+            {
+                var summary = RunDirectory.ReadSummary(Path.Combine(root, key, "summary.json"));
+                foreach (var k in SftCostKeys) row[k] = Num(summary, k);
+            }
+            models[key] = row;
             var gen = new TextGenerator(m, mtok);
             foreach (var p in samplePrompts)
                 answers.Add(new Answer(key, p, gen.Complete(p, new SamplingOptions { Temperature = 1.0, MaxNewTokens = maxNew, Seed = c.Seed }).Text));
@@ -129,7 +146,8 @@ public static class Report
         return new JsonObject
         {
             ["n"] = bon["n"].EnumerateArray().ElementAt(at).GetInt32(),
-            ["capitals_heldout_accuracy"] = null, ["capitals_seen_accuracy"] = null, ["spam_accuracy"] = null, ["word_sentiment_accuracy"] = null,
+            ["capitals_heldout_accuracy"] = null, ["capitals_seen_accuracy"] = null, ["capitals_unseen_phrasing_accuracy"] = null,
+            ["multiturn_accuracy"] = null, ["spam_accuracy"] = null, ["word_sentiment_accuracy"] = null,
             ["oracle_sentiment"] = FiniteOrNull(AtN("oracle_sentiment")), ["oracle_sentiment_sd"] = FiniteOrNull(AtN("oracle_sentiment_sd")),
             ["rm_score"] = FiniteOrNull(AtN("rm_score")), ["kl_to_sft"] = FiniteOrNull(AtN("kl")), ["pretrain_val_loss"] = null,
         };
@@ -189,18 +207,20 @@ public static class Report
     static JsonNode? Num(Dictionary<string, JsonElement> s, string k) =>
         s.TryGetValue(k, out var v) && v.ValueKind == JsonValueKind.Number ? FiniteOrNull(v.GetDouble()) : null;
 
-    static JsonObject Row(IReadOnlyDictionary<string, double> tasks, IReadOnlyDictionary<string, double> pol, double pretrainLoss) => new()
+    static JsonObject Row(IReadOnlyDictionary<string, double> tasks, IReadOnlyDictionary<string, double> pol, double pretrainLoss)
     {
-        ["capitals_heldout_accuracy"] = FiniteOrNull(tasks["capitals_heldout_accuracy"]),
-        ["capitals_seen_accuracy"] = FiniteOrNull(tasks["capitals_seen_accuracy"]),
-        ["spam_accuracy"] = FiniteOrNull(tasks["spam_accuracy"]),
-        ["word_sentiment_accuracy"] = FiniteOrNull(tasks["word_sentiment_accuracy"]),
-        ["oracle_sentiment"] = FiniteOrNull(pol["oracle_sentiment"]),
-        ["oracle_sentiment_sd"] = FiniteOrNull(pol["oracle_sentiment_sd"]),
-        ["rm_score"] = FiniteOrNull(pol["rm_score"]),
-        ["kl_to_sft"] = FiniteOrNull(pol["kl_to_sft"]),
-        ["pretrain_val_loss"] = FiniteOrNull(pretrainLoss),
-    };
+        var row = new JsonObject();
+        foreach (var k in AccuracyKeys) row[k] = FiniteOrNull(tasks[k]);
+        row["oracle_sentiment"] = FiniteOrNull(pol["oracle_sentiment"]);
+        row["oracle_sentiment_sd"] = FiniteOrNull(pol["oracle_sentiment_sd"]);
+        row["rm_score"] = FiniteOrNull(pol["rm_score"]);
+        row["kl_to_sft"] = FiniteOrNull(pol["kl_to_sft"]);
+        row["pretrain_val_loss"] = FiniteOrNull(pretrainLoss);
+        return row;
+    }
+
+    /// <summary>A question template as shown to people: "What is the capital of {state}?".</summary>
+    public static string PhrasingKey(string template) => template.Replace("{0}", "{state}", StringComparison.Ordinal);
 
     /// <summary>
     /// Does DPO's frontier dominate PPO's? For each PPO point, the best DPO oracle score at no more KL
@@ -251,22 +271,43 @@ public static class Report
     /// <summary>A JSON number, or null where the value is missing or not finite.</summary>
     static JsonNode? FiniteOrNull(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
 
+    /// <summary>Full fine-tuning against LoRA (cost and accuracy), and held-out capital accuracy per phrasing.</summary>
+    static void SftSection(StringBuilder sb, JsonObject r)
+    {
+        var rows = new[] { "sft", "sft_lora" }.Where(k => r["models"]![k] is JsonObject).ToList();
+        sb.Append("## Instruction tuning: full fine-tuning and LoRA\n\n| run | trainable parameters | wall seconds | peak RSS (MiB) | capitals held-out | unseen phrasings | multi-turn | spam | word sentiment |\n|---|---|---|---|---|---|---|---|---|\n");
+        foreach (var k in rows)
+        {
+            var m = r["models"]![k]!;
+            sb.Append($"| {k} | {Cell(m["trainable_parameters"], "N0")} | {Cell(m["wall_seconds"], "F0")} | {Cell(m["peak_rss_mb"], "F0")} | {Cell(m["capitals_heldout_accuracy"])} | " +
+                      $"{Cell(m["capitals_unseen_phrasing_accuracy"])} | {Cell(m["multiturn_accuracy"])} | {Cell(m["spam_accuracy"])} | {Cell(m["word_sentiment_accuracy"])} |\n");
+        }
+        sb.Append($"\nLater stages start from **{r["main_sft"]}**. Same data, steps and schedule; LoRA at lora_lr_multiplier × the learning rate.\n\n");
+        var phrasings = rows.SelectMany(k => (r["models"]![k]!["capitals_heldout_by_phrasing"] as JsonObject)?.Select(kv => kv.Key) ?? Enumerable.Empty<string>()).Distinct().ToList();
+        if (phrasings.Count == 0) return;
+        sb.Append($"Held-out capitals by phrasing (ten held-out states each; the last five phrasings are in no training data):\n\n| phrasing | {string.Join(" | ", rows)} |\n|---|{string.Concat(rows.Select(_ => "---|"))}\n");
+        foreach (var ph in phrasings)
+            sb.Append($"| {ph} | {string.Join(" | ", rows.Select(k => Cell(r["models"]![k]!["capitals_heldout_by_phrasing"]?[ph])))} |\n");
+        sb.Append('\n');
+    }
+
     static string Markdown(string root, JsonObject r, List<Answer> answers, string dominance, Dictionary<string, JsonElement> bon)
     {
         var sb = new StringBuilder();
         sb.Append("# ChatForge pipeline report\n\n");
         sb.Append($"Wall time of the stages: {Cell(r["wall_seconds"], "F0")} s. Numbers below are also in `report.json`.\n\n");
         sb.Append("## Models\n\n");
-        sb.Append("| model | capitals held-out | capitals seen | spam | word sentiment | oracle sentiment (± sd) | RM score | KL to SFT | pretraining loss |\n");
-        sb.Append("|---|---|---|---|---|---|---|---|---|\n");
+        sb.Append("| model | capitals held-out | capitals seen | capitals, unseen phrasings | multi-turn | spam | word sentiment | oracle sentiment (± sd) | RM score | KL to SFT | pretraining loss |\n");
+        sb.Append("|---|---|---|---|---|---|---|---|---|---|---|\n");
         foreach (var k in ModelKeys)
         {
-            var m = r["models"]![k]!;
-            sb.Append($"| {k} | {Cell(m["capitals_heldout_accuracy"])} | {Cell(m["capitals_seen_accuracy"])} | {Cell(m["spam_accuracy"])} | {Cell(m["word_sentiment_accuracy"])} | " +
+            if (r["models"]![k] is not JsonObject m) continue;
+            sb.Append($"| {k}{(k == (string?)r["main_sft"] ? " (main)" : "")} | {string.Join(" | ", AccuracyKeys.Select(a => Cell(m[a])))} | " +
                       $"{Cell(m["oracle_sentiment"])} ± {Cell(m["oracle_sentiment_sd"])} | {Cell(m["rm_score"])} | {Cell(m["kl_to_sft"])} | {Cell(m["pretrain_val_loss"])} |\n");
         }
-        sb.Append("\nAccuracies: greedy answers to held-out questions (base: the raw question; others: the chat template). Oracle sentiment: the lexicon oracle on one sampled continuation per held-out prompt; RM score: the reward model's normalised score of the same continuations; KL: Σ log π − log π_SFT over the continuation, averaged. Best-of-N uses the SFT policy, so task accuracies and pretraining loss do not apply (n/a); its KL is log N − (N−1)/N.\n\n");
+        sb.Append("\nAccuracies: greedy answers to held-out questions (base: the raw question; others: the chat template). Capitals held-out: ten held-out states × the five evaluated phrasings; unseen phrasings: the same states in five phrasings no training data holds; multi-turn: a held-out state named in the first turn, \"its capital\" asked in a later one, the model answering every turn itself. Oracle sentiment: the lexicon oracle on one sampled continuation per held-out prompt; RM score: the reward model's normalised score of the same continuations; KL: Σ log π − log π_SFT over the continuation, averaged. Best-of-N uses the SFT policy, so task accuracies and pretraining loss do not apply (n/a); its KL is log N − (N−1)/N.\n\n");
         sb.Append($"Reward model held-out pairwise accuracy against the noiseless oracle: {Cell(r["reward_model"]!["heldout_accuracy"])} (against the noisy labeler: {Cell(r["reward_model"]!["heldout_labeler_accuracy"])}; the labeler agrees with the oracle on {Cell(r["reward_model"]!["labeler_agreement"])} of pairs).\n\n");
+        SftSection(sb, r);
         sb.Append("## Reward–KL frontier\n\n![frontier](frontier.png)\n\n| method | parameter | KL | oracle sentiment |\n|---|---|---|---|\n");
         foreach (var p in r["frontier"]!.AsArray())
             sb.Append($"| {p!["method"]} | {Cell(p["param"], "G4")} | {Cell(p["kl"])} | {Cell(p["oracle_sentiment"])} |\n");

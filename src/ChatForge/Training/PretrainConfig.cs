@@ -10,7 +10,7 @@ public sealed record ModelSpec
     public int NHead { get; init; } = 4;
     public int NEmbd { get; init; } = 256;
     /// <summary>Context length in tokens (the model's n_positions).</summary>
-    public int BlockSize { get; init; } = 128;
+    public int BlockSize { get; init; } = 256;
     /// <summary>Dropout on embeddings, attention and residuals (0 for short pretraining runs, as nanoGPT).</summary>
     public double Dropout { get; init; }
 }
@@ -33,10 +33,18 @@ public sealed record PretrainConfig : RunOptions
     /// <summary>.txt files or {"text"} JSONL; empty means the demo corpora (Moby-Dick + State of the Union).</summary>
     public List<string> Data { get; init; } = new();
     /// <summary>
-    /// With the demo corpora: how many times the statement-form capital facts ("Austin is the capital of
-    /// Texas.", six phrasings per state) are added to the training split (0: none).
+    /// With the demo corpora: passes of the knowledge-augmented capital facts (per state and pass, three statements
+    /// and one short paragraph, twelve phrasings: <see cref="Data.PretrainKnowledge.CapitalFacts"/>) added to the
+    /// training split (0: none).
     /// </summary>
     public int CapitalStatements { get; init; } = 300;
+    /// <summary>With the demo corpora: passes of the AFINN sentiment lexicon in statement form ("'glad' is a positive word.") (0: none).</summary>
+    public int WordStatements { get; init; } = 12;
+    /// <summary>
+    /// With the demo corpora: passes of a question–answer quiz about the seen states only (mixed training,
+    /// Allen-Zhu &amp; Li) (0: none). The held-out states never appear in it.
+    /// </summary>
+    public int CapitalQuiz { get; init; } = 60;
     /// <summary>Fraction of documents held out for validation (by a seeded hash of their content).</summary>
     public double ValFraction { get; init; } = 0.05;
     public OptimConfig Optim { get; init; } = new();
@@ -61,6 +69,8 @@ public sealed record PretrainConfig : RunOptions
         Check(Tokenizer.Kind != "bpe" || Tokenizer.VocabSize >= 260, "tokenizer.vocab_size", Tokenizer.VocabSize, "≥ 260 for bpe");
         Check(ValFraction is > 0 and < 1, "val_fraction", ValFraction, "0 < f < 1");
         Check(CapitalStatements >= 0, "capital_statements", CapitalStatements, "≥ 0");
+        Check(WordStatements >= 0, "word_statements", WordStatements, "≥ 0");
+        Check(CapitalQuiz >= 0, "capital_quiz", CapitalQuiz, "≥ 0");
         Check(EvalBatches >= 1, "eval_batches", EvalBatches, "≥ 1");
         Check(SampleTokens >= 0, "sample_tokens", SampleTokens, "≥ 0");
         Check(Threads is null or >= 1, "threads", Threads, "≥ 1");
@@ -76,7 +86,7 @@ public sealed record PretrainConfig : RunOptions
     {
         Optim = new OptimConfig
         {
-            MaxSteps = 1300, BatchSize = 16, LearningRate = 2e-3, MinLr = 2e-4, WarmupSteps = 100,
+            MaxSteps = 1300, BatchSize = 8, LearningRate = 2e-3, MinLr = 2e-4, WarmupSteps = 100,
             EvalInterval = 250, CheckpointInterval = 250, LogInterval = 25,
         },
     };
@@ -86,6 +96,7 @@ public sealed record PretrainConfig : RunOptions
     {
         Model = new ModelSpec { NLayer = 2, NHead = 2, NEmbd = 32, BlockSize = 32 },
         Tokenizer = new TokenizerSpec { Kind = "byte" },
+        WordStatements = 1, CapitalQuiz = 1,
         Optim = new OptimConfig
         {
             MaxSteps = 20, BatchSize = 4, LearningRate = 3e-3, MinLr = 3e-4, WarmupSteps = 2,

@@ -54,6 +54,26 @@ public sealed class Pretrainer : ITrainable
     }
 
 
+    /// <summary>
+    /// The facts the demo's instruction tasks draw on, for the training split: every state's capital and every
+    /// AFINN word's sentiment in statement form, and the seen states' quiz (mixed training) when configured.
+    /// </summary>
+    public static List<Document> KnowledgeDocuments(PretrainConfig c)
+    {
+        var docs = new List<Document>();
+        var corpora = Corpora.OpenOrFetch(c.Cache);
+        var states = DemoTasks.LoadCapitals(corpora.StatesCapitals);
+        if (c.CapitalStatements > 0) docs.Add(PretrainKnowledge.CapitalFacts(states, c.CapitalStatements, c.Seed));
+        if (c.WordStatements > 0)
+            docs.Add(PretrainKnowledge.WordValences(DemoTasks.LoadAfinn(corpora.Afinn).Where(w => !w.Word.Contains(' ')).ToList(), c.WordStatements, c.Seed));
+        if (c.CapitalQuiz > 0)
+        {
+            var (seen, _) = DemoTasks.SplitStates(states, DemoSuite.HeldOutStateCount, DemoSuite.TaskSeed);
+            docs.Add(PretrainKnowledge.CapitalQuiz(seen, DemoTasks.CapitalTrainQuestions, c.CapitalQuiz, c.Seed));
+        }
+        return docs;
+    }
+
     /// <summary>Loads the corpus, builds or resumes the tokenizer and model, trains, evaluates, writes the run directory.</summary>
     public static Dictionary<string, object?> Run(PretrainConfig c, string outDir, bool resume, Action<string>? log = null,
         Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
@@ -68,12 +88,7 @@ public sealed class Pretrainer : ITrainable
         var (trainDocs, valDocs) = TextCorpus.Split(docs, c.ValFraction, c.Seed);
         var split = PretrainSplit.Of(trainDocs, valDocs, c.Seed, c.ValFraction);
         split.Write(run.Root);
-        if (c.Data.Count == 0 && c.CapitalStatements > 0)
-        {
-            // Knowledge for the instruction-tuning stage: every state's capital, in statement form, in the training split.
-            var states = DemoTasks.LoadCapitals(Corpora.OpenOrFetch(c.Cache).StatesCapitals);
-            trainDocs.Add(DemoTasks.CapitalStatements(states, c.CapitalStatements, c.Seed));
-        }
+        if (c.Data.Count == 0) trainDocs.AddRange(KnowledgeDocuments(c));
         log?.Invoke($"corpus: {docs.Count} documents ({trainDocs.Count} train, {valDocs.Count} validation) from {string.Join(", ", paths.Select(Path.GetFileName))}");
 
         ITokenizer tok;

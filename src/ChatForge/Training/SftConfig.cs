@@ -23,6 +23,17 @@ public sealed record SftConfig : RunOptions
     /// few parameters (B starts at zero) want larger steps than full fine-tuning (1: the rates as given).
     /// </summary>
     public double LoraLrMultiplier { get; init; } = 4;
+    /// <summary>
+    /// Full fine-tuning leaves the token and position embeddings (and so the tied output layer) as pretraining
+    /// left them: tokens the instruction data never has as answers (held-out states, their capitals) are not
+    /// pushed down in every softmax. No effect under LoRA (its base weights are frozen anyway).
+    /// </summary>
+    public bool FreezeEmbeddings { get; init; }
+    /// <summary>
+    /// With the demo data: plain-text examples replaying pretraining's statement-form facts (capital paragraphs
+    /// and lexicon lines, every state and word, never a question) mixed into the instruction data (0: none).
+    /// </summary>
+    public int KnowledgeExamples { get; init; }
     public OptimConfig Optim { get; init; } = new()
     {
         MaxSteps = 300, BatchSize = 16, LearningRate = 5e-4, MinLr = 5e-5, WarmupSteps = 20,
@@ -38,6 +49,7 @@ public sealed record SftConfig : RunOptions
         if (string.IsNullOrEmpty(Model)) throw new ChatForgeException($"{source}: 'model' (the pretrained model directory, --model) is required");
         if (MaxLength is < 8) throw new ChatForgeException($"{source}: 'max_length' = {MaxLength} is out of range (≥ 8)");
         if (EvalExamples < 1) throw new ChatForgeException($"{source}: 'eval_examples' = {EvalExamples} is out of range (≥ 1)");
+        if (KnowledgeExamples < 0) throw new ChatForgeException($"{source}: 'knowledge_examples' = {KnowledgeExamples} is out of range (≥ 0)");
         if (LoraLrMultiplier <= 0) throw new ChatForgeException($"{source}: 'lora_lr_multiplier' = {LoraLrMultiplier} is out of range (> 0)");
         Lora?.Validate(source);
         Optim.Validate(source);

@@ -40,13 +40,20 @@ public sealed class SftTrainer : ITrainable
         _device = model.TokenEmbedding.device;
         if (rows.Count == 0) throw new ChatForgeException("no SFT training examples");
         _sampler = new EpochSampler(rows.Count, c.Seed, c.Optim.BatchSize * c.Optim.GradAccum);
+        if (c.FreezeEmbeddings && !Lora.HasAdapters(model))
+            foreach (var (name, p) in model.named_parameters())
+                if (IsEmbedding(name)) p.requires_grad = false;
     }
 
     public nn.Module Model => _model;
     public string BestMetric => "val_loss";
 
     public IEnumerable<(string, Parameter)> TrainableParameters() =>
-        Lora.HasAdapters(_model) ? Lora.Parameters(_model) : _model.named_parameters();
+        Lora.HasAdapters(_model) ? Lora.Parameters(_model)
+        : _c.FreezeEmbeddings ? _model.named_parameters().Where(p => !IsEmbedding(p.name))
+        : _model.named_parameters();
+
+    static bool IsEmbedding(string name) => name is "wte.weight" or "wpe.weight";
 
     /// <summary>Row indices for positions [first, first+count) of step <paramref name="step"/>.</summary>
     public int[] RowIndices(long step, int first, int count) => _sampler.Indices(step, first, count);
@@ -87,6 +94,7 @@ public sealed class SftTrainer : ITrainable
     {
         c.Validate("sft config");
         var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume);
+        PeakMemory.Reset(); // this run's own peak, also inside a longer process (the pipeline)
 
         // The model: the base (plus a fresh adapter), or, when resuming, the checkpoint.
         Gpt model; ITokenizer tok;
@@ -109,7 +117,7 @@ public sealed class SftTrainer : ITrainable
         DemoSuite? suite = null;
         if (c.Data.Count == 0)
         {
-            suite = DemoSuite.Build(Corpora.OpenOrFetch(c.Cache, log), split: Pretrainer.FindSplit(c.Model)?.Split);
+            suite = DemoSuite.Build(Corpora.OpenOrFetch(c.Cache, log), split: Pretrainer.FindSplit(c.Model)?.Split, knowledgeExamples: c.KnowledgeExamples);
             (train, val) = (suite.Train, suite.Validation);
             log?.Invoke($"demo instruction data: {train.Count} examples ({string.Join(", ", train.GroupBy(e => e.Source.Split('-')[0]).Select(g => $"{g.Count()} {g.Key}"))}), {val.Count} held out");
         }
@@ -154,6 +162,7 @@ public sealed class SftTrainer : ITrainable
             ["packed_rows"] = c.Packing ? rows.Count : null,
             ["lora"] = c.Lora is not null,
             ["trainable_parameters"] = trainer.TrainableParameters().Sum(p => p.Item2.numel()),
+            ["peak_rss_mb"] = PeakMemory.PeakRssMb(),
         };
         if (c.EvalTasks && suite is not null)
         {

@@ -29,15 +29,29 @@ public class PipelineTests
 
         var report = JsonDocument.Parse(File.ReadAllText(reportPath)).RootElement;
         var models = report.GetProperty("models");
-        var accuracies = new[] { "capitals_heldout_accuracy", "capitals_seen_accuracy", "spam_accuracy", "word_sentiment_accuracy" };
-        foreach (var model in new[] { "base", "sft", "ppo", "dpo" })
+        var accuracies = Report.AccuracyKeys;
+        Assert.Contains("multiturn_accuracy", accuracies);
+        Assert.Contains("capitals_unseen_phrasing_accuracy", accuracies);
+        foreach (var model in new[] { "base", "sft", "sft_lora", "ppo", "dpo" })
         {
             var m = models.GetProperty(model);
             foreach (var key in accuracies) Number(m, key, 0, 1, model);
             Number(m, "pretrain_val_loss", 0.1, Math.Log(259) + 1, model); // byte vocabulary: ln 259 ≈ 5.6 at random
             Number(m, "kl_to_sft", -20, 20, model);
         }
-        foreach (var model in new[] { "base", "sft", "best_of_n", "ppo", "dpo" })
+        // Full fine-tuning against LoRA: the cost of each, LoRA training far fewer parameters.
+        var full = models.GetProperty("sft");
+        var lora = models.GetProperty("sft_lora");
+        foreach (var (name, m) in new[] { ("sft", full), ("sft_lora", lora) })
+        {
+            Number(m, "wall_seconds", 1e-3, 3600, name);
+            Number(m, "peak_rss_mb", 10, 1e6, name);
+            Assert.Equal(5, m.GetProperty("capitals_heldout_by_phrasing").EnumerateObject().Count(p => DemoTasksPhrasing(p.Name, unseen: false)));
+            Assert.Equal(5, m.GetProperty("capitals_heldout_by_phrasing").EnumerateObject().Count(p => DemoTasksPhrasing(p.Name, unseen: true)));
+        }
+        Assert.True(Number(lora, "trainable_parameters", 1, 1e9, "sft_lora") < Number(full, "trainable_parameters", 1, 1e9, "sft") / 4);
+        Assert.Equal("sft", report.GetProperty("main_sft").GetString());
+        foreach (var model in new[] { "base", "sft", "sft_lora", "best_of_n", "ppo", "dpo" })
         {
             var m = models.GetProperty(model);
             Number(m, "oracle_sentiment", -3, 3, model);       // 8-token continuations: |score| ≤ √8
@@ -72,6 +86,8 @@ public class PipelineTests
         Assert.True(report.GetProperty("wall_seconds").GetDouble() > 0);
         var md = File.ReadAllText(d["run/report/report.md"]);
         Assert.Contains("| dpo |", md);
+        Assert.Contains("| sft_lora |", md);
+        Assert.Contains("What is the capital of {state}?", md);
         Assert.Contains("DPO vs PPO", md);
         Assert.True(File.Exists(d["run/report/frontier.png"]));
         foreach (var stage in new[] { "pretrain", "sft", "reward", "ppo", "dpo" }) Assert.True(File.Exists(d[$"run/{stage}/model/model.safetensors"]), stage);
@@ -91,7 +107,11 @@ public class PipelineTests
         Assert.Throws<ChatForgeException>(() => PipelineRunner.Run(c, d["run"], from: "nope"));
     }
 
+    static bool DemoTasksPhrasing(string key, bool unseen) =>
+        (unseen ? ChatForge.Data.DemoTasks.UnseenCapitalQuestions : ChatForge.Data.DemoTasks.CapitalQuestions).Select(Report.PhrasingKey).Contains(key);
+
     [Theory]
+    [InlineData("""{"main_sft": "sft_full"}""", "'main_sft' = 'sft_full' must be sft or sft_lora")]
     [InlineData("""{"ppo": {"beta": -1}}""", "(ppo): 'beta' = -1")]
     [InlineData("""{"sft": {"optim": {"max_steps": 0}}}""", "(sft): 'optim.max_steps' = 0")]
     [InlineData("""{"reward": {"collect": {"k": 1}}}""", "(reward): 'collect.k' = 1")]

@@ -138,8 +138,8 @@ public class SftDataTests
         Assert.DoesNotContain(suite.Validation, e => e.Text is not null);
         Assert.Contains("What is its capital?", text.Replace("What about its capital?", "What is its capital?", StringComparison.Ordinal));
         // The pretraining statements cover every state, held-out ones included.
-        var statements = DemoTasks.CapitalStatements(suite.States, 1, 0).Text;
-        foreach (var s in suite.States) Assert.Contains($"{s.Capital} is the capital of {s.State}.", statements);
+        var statements = PretrainKnowledge.CapitalFacts(suite.States, 1, 0).Text;
+        foreach (var s in suite.States) Assert.Contains(s.Capital, statements);
     }
 
     [Fact]
