@@ -64,10 +64,10 @@ public static class PretrainKnowledge
 
     /// <summary>
     /// Knowledge-augmented capital facts for every state: <paramref name="repeats"/> passes, each with, per
-    /// state, three single-sentence statements in random phrasings and one short paragraph (the state named,
-    /// the fact stated directly or by back-reference, in a random order), and now and then two states' facts
-    /// in one sentence. The single statements carry the exposures a small model needs to store a fact (with
-    /// fewer, the pretrained model did not know the capitals); the paragraphs carry the variety.
+    /// state, the fact in each of the first <see cref="CorePhrasings"/> phrasings (the exposures a small model
+    /// needs to store a fact at all), and in a third of the passes one more item for variety: a short
+    /// paragraph that names the state and states the fact directly or by back-reference ("Iowa is one of the
+    /// fifty states. Its capital is Des Moines."), in a random order and phrasing, or two states' facts in one sentence.
     /// </summary>
     public static Document CapitalFacts(IReadOnlyList<StateCapital> states, int repeats, long seed)
     {
@@ -78,7 +78,8 @@ public static class PretrainKnowledge
         for (int r = 0; r < repeats; r++)
             foreach (var s in states)
             {
-                for (int k = 0; k < StatementsPerPass; k++) items.Add(F(Pick(CapitalStatements), s));
+                for (int k = 0; k < CorePhrasings; k++) items.Add(F(CapitalStatements[k], s));
+                if (rng.Next(3) != 0) continue;
                 var sentences = new List<string>();
                 switch (rng.Next(3))
                 {
@@ -103,8 +104,8 @@ public static class PretrainKnowledge
         return new Document("us-states-capitals facts", Join(items, rng));
     }
 
-    /// <summary>Single-sentence statements per state and pass in <see cref="CapitalFacts"/>.</summary>
-    public const int StatementsPerPass = 3;
+    /// <summary>The phrasings every pass of <see cref="CapitalFacts"/> states each fact in (the first of <see cref="CapitalStatements"/>).</summary>
+    public const int CorePhrasings = 6;
 
     /// <summary>Statements of a word's sentiment: {0} the word, {1} "positive" or "negative".</summary>
     public static readonly string[] WordStatements =

@@ -42,7 +42,7 @@ public sealed record PipelineConfig : RunOptions
 {
     public PretrainConfig Pretrain { get; init; } = PretrainConfig.Demo with
     {
-        Optim = PretrainConfig.Demo.Optim with { MaxSteps = 850, EvalInterval = 250, CheckpointInterval = 250 },
+        Optim = PretrainConfig.Demo.Optim with { MaxSteps = 1000, EvalInterval = 250, CheckpointInterval = 250 },
         SamplePrompts = new() { "Call me" },
     };
     /// <summary>SFT rows of 128 tokens: every demo example but a few long emails fits, at half the cost of the model's 256.</summary>
@@ -54,11 +54,15 @@ public sealed record PipelineConfig : RunOptions
     public LoraConfig? SftLora { get; init; } = new();
     /// <summary>Which SFT model the later stages (reward, PPO, DPO, best-of-N) start from: "sft" or "sft_lora".</summary>
     public string MainSft { get; init; } = "sft";
-    public RewardConfig Reward { get; init; } = RewardConfig.Demo with { Collect = RewardConfig.Demo.Collect with { Prompts = 3000 } };
+    public RewardConfig Reward { get; init; } = RewardConfig.Demo with
+    {
+        Collect = RewardConfig.Demo.Collect with { Prompts = 2500 },
+        Optim = RewardConfig.Demo.Optim with { MaxSteps = 250 },
+    };
     public PpoConfig Ppo { get; init; } = PpoConfig.Demo with { PtxCoef = 1.0 };
     public DpoConfig Dpo { get; init; } = DpoConfig.Demo;
     public List<int> BestOfN { get; init; } = new() { 1, 2, 4, 8, 16 };
-    public FrontierConfig Frontier { get; init; } = new() { PpoIterations = 15, DpoSteps = 60, AblationIterations = 20 };
+    public FrontierConfig Frontier { get; init; } = new() { PpoIterations = 12, DpoSteps = 60, AblationIterations = 15 };
     /// <summary>Held-out sentiment prompts for every model's evaluation.</summary>
     public int EvalPrompts { get; init; } = 64;
 

@@ -33,9 +33,9 @@ public sealed record PretrainConfig : RunOptions
     /// <summary>.txt files or {"text"} JSONL; empty means the demo corpora (Moby-Dick + State of the Union).</summary>
     public List<string> Data { get; init; } = new();
     /// <summary>
-    /// With the demo corpora: passes of the knowledge-augmented capital facts (per state and pass, three statements
-    /// and one short paragraph, twelve phrasings: <see cref="Data.PretrainKnowledge.CapitalFacts"/>) added to the
-    /// training split (0: none).
+    /// With the demo corpora: passes of the knowledge-augmented capital facts (per state and pass, six statements,
+    /// and in a third of the passes a short paragraph: <see cref="Data.PretrainKnowledge.CapitalFacts"/>) added to
+    /// the training split (0: none).
     /// </summary>
     public int CapitalStatements { get; init; } = 300;
     /// <summary>With the demo corpora: passes of the AFINN sentiment lexicon in statement form ("'glad' is a positive word.") (0: none).</summary>
