@@ -10,7 +10,7 @@ public sealed record ModelSpec
     public int NHead { get; init; } = 4;
     public int NEmbd { get; init; } = 256;
     /// <summary>Context length in tokens (the model's n_positions).</summary>
-    public int BlockSize { get; init; } = 256;
+    public int BlockSize { get; init; } = 128;
     /// <summary>Dropout on embeddings, attention and residuals (0 for short pretraining runs, as nanoGPT).</summary>
     public double Dropout { get; init; }
 }
@@ -39,12 +39,14 @@ public sealed record PretrainConfig : RunOptions
     /// </summary>
     public int CapitalStatements { get; init; } = 300;
     /// <summary>With the demo corpora: passes of the AFINN sentiment lexicon in statement form ("'glad' is a positive word.") (0: none).</summary>
-    public int WordStatements { get; init; } = 12;
+    public int WordStatements { get; init; } = 6;
     /// <summary>
     /// With the demo corpora: passes of a question–answer quiz about the seen states only (mixed training,
     /// Allen-Zhu &amp; Li) (0: none). The held-out states never appear in it.
     /// </summary>
     public int CapitalQuiz { get; init; } = 60;
+    /// <summary>With the demo corpora: lines of copy drills (a span written twice: <see cref="Data.PretrainKnowledge.CopyDrills"/>) (0: none).</summary>
+    public int CopyDrills { get; init; } = 6000;
     /// <summary>Fraction of documents held out for validation (by a seeded hash of their content).</summary>
     public double ValFraction { get; init; } = 0.05;
     public OptimConfig Optim { get; init; } = new();
@@ -71,6 +73,7 @@ public sealed record PretrainConfig : RunOptions
         Check(CapitalStatements >= 0, "capital_statements", CapitalStatements, "≥ 0");
         Check(WordStatements >= 0, "word_statements", WordStatements, "≥ 0");
         Check(CapitalQuiz >= 0, "capital_quiz", CapitalQuiz, "≥ 0");
+        Check(CopyDrills >= 0, "copy_drills", CopyDrills, "≥ 0");
         Check(EvalBatches >= 1, "eval_batches", EvalBatches, "≥ 1");
         Check(SampleTokens >= 0, "sample_tokens", SampleTokens, "≥ 0");
         Check(Threads is null or >= 1, "threads", Threads, "≥ 1");
@@ -86,7 +89,7 @@ public sealed record PretrainConfig : RunOptions
     {
         Optim = new OptimConfig
         {
-            MaxSteps = 1300, BatchSize = 8, LearningRate = 2e-3, MinLr = 2e-4, WarmupSteps = 100,
+            MaxSteps = 1300, BatchSize = 16, LearningRate = 2e-3, MinLr = 2e-4, WarmupSteps = 100,
             EvalInterval = 250, CheckpointInterval = 250, LogInterval = 25,
         },
     };
@@ -96,7 +99,7 @@ public sealed record PretrainConfig : RunOptions
     {
         Model = new ModelSpec { NLayer = 2, NHead = 2, NEmbd = 32, BlockSize = 32 },
         Tokenizer = new TokenizerSpec { Kind = "byte" },
-        WordStatements = 1, CapitalQuiz = 1,
+        WordStatements = 1, CapitalQuiz = 1, CopyDrills = 10,
         Optim = new OptimConfig
         {
             MaxSteps = 20, BatchSize = 4, LearningRate = 3e-3, MinLr = 3e-4, WarmupSteps = 2,

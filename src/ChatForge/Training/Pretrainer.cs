@@ -56,9 +56,10 @@ public sealed class Pretrainer : ITrainable
 
     /// <summary>
     /// The facts the demo's instruction tasks draw on, for the training split: every state's capital and every
-    /// AFINN word's sentiment in statement form, and the seen states' quiz (mixed training) when configured.
+    /// AFINN word's sentiment in statement form, the seen states' quiz (mixed training) and copy drills over
+    /// <paramref name="text"/> (the training split's prose), as configured.
     /// </summary>
-    public static List<Document> KnowledgeDocuments(PretrainConfig c)
+    public static List<Document> KnowledgeDocuments(PretrainConfig c, IReadOnlyList<Document> text)
     {
         var docs = new List<Document>();
         var corpora = Corpora.OpenOrFetch(c.Cache);
@@ -71,6 +72,7 @@ public sealed class Pretrainer : ITrainable
             var (seen, _) = DemoTasks.SplitStates(states, DemoSuite.HeldOutStateCount, DemoSuite.TaskSeed);
             docs.Add(PretrainKnowledge.CapitalQuiz(seen, DemoTasks.CapitalTrainQuestions, c.CapitalQuiz, c.Seed));
         }
+        if (c.CopyDrills > 0) docs.Add(PretrainKnowledge.CopyDrills(text, states, c.CopyDrills, c.Seed));
         return docs;
     }
 
@@ -88,7 +90,7 @@ public sealed class Pretrainer : ITrainable
         var (trainDocs, valDocs) = TextCorpus.Split(docs, c.ValFraction, c.Seed);
         var split = PretrainSplit.Of(trainDocs, valDocs, c.Seed, c.ValFraction);
         split.Write(run.Root);
-        if (c.Data.Count == 0) trainDocs.AddRange(KnowledgeDocuments(c));
+        if (c.Data.Count == 0) trainDocs.AddRange(KnowledgeDocuments(c, trainDocs));
         log?.Invoke($"corpus: {docs.Count} documents ({trainDocs.Count} train, {valDocs.Count} validation) from {string.Join(", ", paths.Select(Path.GetFileName))}");
 
         ITokenizer tok;

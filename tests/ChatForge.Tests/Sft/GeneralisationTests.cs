@@ -24,7 +24,7 @@ public class GeneralisationTests
     {
         var cache = FakeCorpora.Create(d["cache"]);
         var c = PretrainConfig.Tiny with { Cache = cache, CapitalStatements = 4, WordStatements = 2, CapitalQuiz = 4 };
-        var docs = Pretrainer.KnowledgeDocuments(c);
+        var docs = Pretrainer.KnowledgeDocuments(c, new[] { new Document("prose", "Call me Ishmael. Some years ago, never mind how long precisely, I went to sea.") });
         var suite = DemoSuite.Build(Corpora.Open(cache), sentimentExamples: 10, spamExamples: 20, conversations: 40, heldOutWords: 6, heldOutEmails: 10,
                                     knowledgeExamples: 60);
         Assert.Contains(suite.Train, e => e.Source == "knowledge");
