@@ -94,7 +94,7 @@ public static class TaskEval
         metrics["capitals_heldout_accuracy"] = Capitals("capitals_heldout", suite.HeldOutStates, DemoTasks.CapitalQuestions, true);
         metrics["capitals_seen_accuracy"] = Capitals("capitals_seen", suite.SeenStates, DemoTasks.CapitalQuestions, false);
         metrics["capitals_unseen_phrasing_accuracy"] = Capitals("capitals_unseen_phrasing", suite.HeldOutStates, DemoTasks.UnseenCapitalQuestions, true);
-        metrics["multiturn_accuracy"] = MultiTurn(model, tok, suite, chat, samples);
+        metrics["multiturn_accuracy"] = MultiTurn(model, tok, suite, chat, Ask, samples);
 
         var emails = suite.HeldOutEmails;
         var spamAnswers = Ask(emails.Select(DemoTasks.SpamQuestion).ToList());
@@ -129,13 +129,12 @@ public static class TaskEval
     /// (<see cref="Conversations"/>). A chat model answers every turn itself (<see cref="Converse"/>), exactly as
     /// `chatforge chat --temperature 0` does; a base model reads the user turns as lines of text.
     /// </summary>
-    static double MultiTurn(Gpt model, ITokenizer tok, DemoSuite suite, bool chat, List<Sample> samples)
+    static double MultiTurn(Gpt model, ITokenizer tok, DemoSuite suite, bool chat, Func<IReadOnlyList<string>, List<string>> askRaw, List<Sample> samples)
     {
         var conversations = Conversations(suite);
         var finals = chat
             ? Converse(model, tok, conversations.Select(c => c.Turns).ToList()).Select(a => a[^1].Trim()).ToList()
-            : conversations.Select(c => new TextGenerator(model, tok).Complete(string.Join("\n", c.Turns) + "\n",
-                new SamplingOptions { Temperature = 0, MaxNewTokens = 20, StopStrings = new[] { "\n" } }).Text.Trim()).ToList();
+            : askRaw(conversations.Select(c => string.Join("\n", c.Turns)).ToList());
         int ok = 0;
         for (int i = 0; i < conversations.Count; i++)
         {
