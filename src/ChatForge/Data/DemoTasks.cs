@@ -255,7 +255,9 @@ public static partial class DemoTasks
     /// <summary>Positive (true) / negative (false) / no verdict (null): the first of the two words in the answer's first line.</summary>
     public static bool? ParseSentiment(string answer)
     {
+        // The first label in the first line, outside the quoted word: "The word 'negative' is positive." is positive.
         var a = (answer.Split('\n', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault() ?? "").ToLowerInvariant();
+        a = Regex.Replace(a, @"'[^'\s]+'", "''");
         int p = a.IndexOf("positive", StringComparison.Ordinal), n = a.IndexOf("negative", StringComparison.Ordinal);
         if (p < 0 && n < 0) return null;
         return n < 0 || (p >= 0 && p < n);

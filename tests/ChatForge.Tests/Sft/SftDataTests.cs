@@ -155,5 +155,8 @@ public class SftDataTests
         Assert.Null(DemoTasks.ParseSpam("Hello"));
         Assert.True(DemoTasks.ParseSentiment("Positive.") == true);
         Assert.True(DemoTasks.ParseSentiment("it is negative, not positive") == false);
+        Assert.True(DemoTasks.ParseSentiment("The word 'negative' is positive.") == true);
+        Assert.True(DemoTasks.ParseSentiment("The word 'positive' is negative.") == false);
+        Assert.True(DemoTasks.ParseSentiment(DemoTasks.SentimentAnswer(new LabeledWord("superb", 5))) == true);
     }
 }
