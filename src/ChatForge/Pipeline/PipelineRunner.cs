@@ -42,7 +42,7 @@ public sealed record PipelineConfig : RunOptions
 {
     public PretrainConfig Pretrain { get; init; } = PretrainConfig.Demo with
     {
-        Optim = PretrainConfig.Demo.Optim with { MaxSteps = 1000, EvalInterval = 250, CheckpointInterval = 250 },
+        Optim = PretrainConfig.Demo.Optim with { MaxSteps = 950, EvalInterval = 250, CheckpointInterval = 250 },
         SamplePrompts = new() { "Call me" },
     };
     /// <summary>SFT rows of 128 tokens: every demo example but a few long emails fits, at half the cost of the model's 256.</summary>
@@ -50,19 +50,23 @@ public sealed record PipelineConfig : RunOptions
     /// <summary>
     /// The sft_lora stage: the same SFT (data, steps, schedule) with these LoRA adapters instead of full
     /// fine-tuning, reported beside it (null: no such stage). A LoRA setting in <see cref="Sft"/> itself is not changed by this.
+    /// Rank 32, α 64: rank 8 answered 0.12 of the held-out capital questions, rank 32 0.38–0.48 (README, "How the default was chosen").
     /// </summary>
-    public LoraConfig? SftLora { get; init; } = new();
-    /// <summary>Which SFT model the later stages (reward, PPO, DPO, best-of-N) start from: "sft" or "sft_lora".</summary>
-    public string MainSft { get; init; } = "sft";
+    public LoraConfig? SftLora { get; init; } = new() { R = 32, LoraAlpha = 64 };
+    /// <summary>
+    /// Which SFT model the later stages (reward, PPO, DPO, best-of-N) start from: "sft" or "sft_lora". The LoRA model:
+    /// it answers some held-out questions that the full fine-tune answers with a seen state's sentence.
+    /// </summary>
+    public string MainSft { get; init; } = "sft_lora";
     public RewardConfig Reward { get; init; } = RewardConfig.Demo with
     {
         Collect = RewardConfig.Demo.Collect with { Prompts = 2500 },
-        Optim = RewardConfig.Demo.Optim with { MaxSteps = 250 },
+        Optim = RewardConfig.Demo.Optim with { MaxSteps = 200 },
     };
     public PpoConfig Ppo { get; init; } = PpoConfig.Demo with { PtxCoef = 1.0 };
     public DpoConfig Dpo { get; init; } = DpoConfig.Demo;
     public List<int> BestOfN { get; init; } = new() { 1, 2, 4, 8, 16 };
-    public FrontierConfig Frontier { get; init; } = new() { PpoIterations = 12, DpoSteps = 60, AblationIterations = 15 };
+    public FrontierConfig Frontier { get; init; } = new() { PpoIterations = 8, DpoSteps = 40, AblationIterations = 10 };
     /// <summary>Held-out sentiment prompts for every model's evaluation.</summary>
     public int EvalPrompts { get; init; } = 64;
 
@@ -133,6 +137,7 @@ public sealed record PipelineConfig : RunOptions
     {
         Pretrain = PretrainConfig.Tiny with { Model = PretrainConfig.Tiny.Model with { BlockSize = 96 }, CapitalStatements = 1, SampleTokens = 0 },
         Sft = SftConfig.Tiny with { EvalTasks = false },
+        SftLora = new LoraConfig(),   // rank 8: the tiny model is 32 wide
         Reward = RewardConfig.Tiny,
         Ppo = PpoConfig.Tiny with { PtxCoef = 0.5 },
         Dpo = DpoConfig.Tiny,
