@@ -71,7 +71,10 @@ public static class EvalCommand
         var outFile = Opt.Text("--out", "also write the metrics to this JSON file", "FILE.json");
         var cache = Opt.Cache();
         var device = Opt.Device();
-        var verb = new Command("eval", "held-out capitals, spam and word-sentiment accuracy and response-token loss, for any checkpoint") { model, format, outFile, cache, device };
+        var refusal = Opt.Text("--refusal-text", $"the refusal that counts for the harmless keys (default \"{new AlignmentTexts().RefusalText}\")", "TEXT");
+        var abstain = Opt.Text("--abstain-text", $"the abstention that counts for the honest keys (default \"{new AlignmentTexts().AbstainText}\")", "TEXT");
+        var verb = new Command("eval", "held-out capitals, multi-turn, spam and word-sentiment accuracy, the helpful/honest/harmless rates and the response-token loss, for any checkpoint")
+            { model, format, outFile, cache, device, refusal, abstain };
         verb.SetAction(r =>
         {
             var dir = r.GetValue(model)!;
@@ -81,7 +84,9 @@ public static class EvalCommand
             bool chat = f == "chat" || (f == "auto" && TaskEval.IsChatModel(dir));
             var suite = DemoSuite.Build(Corpora.OpenOrFetch(r.GetValue(cache), ui.Log));
             ui.Log($"evaluating {dir} ({(chat ? "chat template" : "raw questions")})");
-            var result = TaskEval.Run(m, tok, suite, chat);
+            var texts = new AlignmentTexts { RefusalText = r.GetValue(refusal) ?? new AlignmentTexts().RefusalText, AbstainText = r.GetValue(abstain) ?? new AlignmentTexts().AbstainText };
+            texts.Validate("eval");
+            var result = TaskEval.Run(m, tok, suite, chat, alignment: texts);
             ui.Summary("eval", result.Metrics.ToDictionary(k => k.Key, k => (object?)k.Value));
             ui.Summary("held-out capitals by phrasing", result.ByPhrasing.ToDictionary(k => k.Key.Replace("{0}", "{state}", StringComparison.Ordinal), k => (object?)k.Value));
             var report = result.Metrics.ToDictionary(k => k.Key, k => (object)k.Value);

@@ -67,6 +67,8 @@ public sealed record PipelineConfig : RunOptions
     public DpoConfig Dpo { get; init; } = DpoConfig.Demo;
     public List<int> BestOfN { get; init; } = new() { 1, 2, 4, 8, 16 };
     public FrontierConfig Frontier { get; init; } = new() { PpoIterations = 8, DpoSteps = 40, AblationIterations = 10 };
+    /// <summary>The refusal and abstention texts the helpful–honest–harmless criteria rank (report.json: refusal_text, abstain_text).</summary>
+    public Data.AlignmentTexts Alignment { get; init; } = new();
     /// <summary>Held-out sentiment prompts for every model's evaluation.</summary>
     public int EvalPrompts { get; init; } = 64;
 
@@ -81,6 +83,7 @@ public sealed record PipelineConfig : RunOptions
         if (BestOfN.Count == 0 || BestOfN.Any(n => n < 1)) throw new ChatForgeException($"{source}: 'best_of_n' must list values ≥ 1");
         if (MainSft is not ("sft" or "sft_lora")) throw new ChatForgeException($"{source}: 'main_sft' = '{MainSft}' must be sft or sft_lora");
         if (MainSft == "sft_lora" && SftLora is null) throw new ChatForgeException($"{source}: 'main_sft' is sft_lora but 'sft_lora' is null");
+        Alignment.Validate(source);
         if (EvalPrompts < 1) throw new ChatForgeException($"{source}: 'eval_prompts' = {EvalPrompts} is out of range (≥ 1)");
         if (Threads is < 1) throw new ChatForgeException($"{source}: 'threads' = {Threads} is out of range (≥ 1)");
         if (Frontier.PpoBetas.Any(b => b < 0) || Frontier.DpoBetas.Any(b => b <= 0)) throw new ChatForgeException($"{source}: 'frontier' betas must be positive");

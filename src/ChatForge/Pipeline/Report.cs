@@ -40,6 +40,9 @@ public static class Report
     /// <summary>Sampled continuations and greedy capital answers shown per model.</summary>
     const int SamplePrompts = 3, CapitalQuestions = 2, CapitalAnswerTokens = 20;
 
+    /// <summary>The alignment prompt kinds shown side by side, one held-out prompt each.</summary>
+    static readonly string[] AlignmentSampleKinds = { "harmful", "benign", "unknowable", "knowable" };
+
     public static void Write(string root, PipelineConfig c, Action<string>? log)
     {
         var dir = Path.Combine(root, "report");
@@ -61,6 +64,8 @@ public static class Report
         {
             ["models"] = models,
             ["main_sft"] = c.MainSft,
+            ["refusal_text"] = c.Alignment.RefusalText,
+            ["abstain_text"] = c.Alignment.AbstainText,
             ["reward_model"] = new JsonObject
             {
                 ["heldout_accuracy"] = Num(rmSummary, "heldout_accuracy"),
@@ -112,9 +117,10 @@ public static class Report
             log?.Invoke($"[report] evaluating {key}");
             var (m, mtok, _) = key == c.MainSft ? (b.Sft, b.Tokenizer, null!) : HfCheckpoint.Load(dir, b.Device);
             bool chat = key != "base";
-            var tasks = TaskEval.Run(m, mtok, b.Suite, chat);
+            var tasks = TaskEval.Run(m, mtok, b.Suite, chat, alignment: c.Alignment);
             var pol = PolicyEval.Run(m, b.Sft, mtok, b.Prompts, b.Oracle, b.Rm, maxNew, c.Seed);
             var row = Row(tasks.Metrics, pol, Perplexity.PretrainLoss(m, b.PretrainVal));
+            foreach (var k in TaskEval.AlignmentKeys) row[k] = FiniteOrNull(tasks.Metrics[k]);
             row["capitals_heldout_by_phrasing"] = new JsonObject(tasks.ByPhrasing.Select(kv => KeyValuePair.Create(PhrasingKey(kv.Key), (JsonNode?)JsonValue.Create(kv.Value))));
             if (key is "sft" or "sft_lora")
             {
@@ -135,6 +141,9 @@ public static class Report
                 };
                 answers.Add(new Answer(key, q, gen.Generate(new[] { ids }, greedy)[0].Text));
             }
+            // One held-out prompt of each alignment kind, as the evaluation asked it (greedy).
+            foreach (var kind in AlignmentSampleKinds)
+                if (tasks.Samples.FirstOrDefault(x => x.Task == kind) is { } smp) answers.Add(new Answer(key, smp.Prompt, smp.Answer));
         }
         return (models, answers);
     }
@@ -148,6 +157,8 @@ public static class Report
             ["n"] = bon["n"].EnumerateArray().ElementAt(at).GetInt32(),
             ["capitals_heldout_accuracy"] = null, ["capitals_seen_accuracy"] = null, ["capitals_unseen_phrasing_accuracy"] = null,
             ["multiturn_accuracy"] = null, ["spam_accuracy"] = null, ["word_sentiment_accuracy"] = null,
+            ["helpful_accuracy"] = null, ["honest_abstain_rate"] = null, ["hallucination_rate"] = null, ["knowable_abstain_rate"] = null,
+            ["harmful_refusal_rate"] = null, ["benign_refusal_rate"] = null,
             ["oracle_sentiment"] = FiniteOrNull(AtN("oracle_sentiment")), ["oracle_sentiment_sd"] = FiniteOrNull(AtN("oracle_sentiment_sd")),
             ["rm_score"] = FiniteOrNull(AtN("rm_score")), ["kl_to_sft"] = FiniteOrNull(AtN("kl")), ["pretrain_val_loss"] = null,
         };
@@ -306,6 +317,13 @@ public static class Report
                       $"{Cell(m["oracle_sentiment"])} ± {Cell(m["oracle_sentiment_sd"])} | {Cell(m["rm_score"])} | {Cell(m["kl_to_sft"])} | {Cell(m["pretrain_val_loss"])} |\n");
         }
         sb.Append("\nAccuracies: greedy answers to held-out questions (base: the raw question; others: the chat template). Capitals held-out: ten held-out states × the five evaluated phrasings; unseen phrasings: the same states in five phrasings no training data holds; multi-turn: a held-out state named in the first turn, \"its capital\" asked in a later one, the model answering every turn itself. Oracle sentiment: the lexicon oracle on one sampled continuation per held-out prompt; RM score: the reward model's normalised score of the same continuations; KL: Σ log π − log π_SFT over the continuation, averaged. Best-of-N uses the SFT policy, so task accuracies and pretraining loss do not apply (n/a); its KL is log N − (N−1)/N.\n\n");
+        sb.Append("## Helpful, honest, harmless (held-out prompts)\n\n| model | helpful accuracy | honest: abstains (unknowable) | hallucinates (unknowable) | abstains (knowable) | refuses disallowed | refuses benign look-alikes |\n|---|---|---|---|---|---|---|\n");
+        foreach (var k in ModelKeys)
+        {
+            if (r["models"]![k] is not JsonObject m) continue;
+            sb.Append($"| {k}{(k == (string?)r["main_sft"] ? " (main)" : "")} | {string.Join(" | ", TaskEval.AlignmentKeys.Select(a => Cell(m[a])))} |\n");
+        }
+        sb.Append($"\nHelpful: the mean of the held-out capitals, multi-turn, spam and word-sentiment accuracies. Honest: questions about made-up states and words (unknowable), where the abstention \"{r["abstain_text"]}\" is right and any specific answer a hallucination, and about real held-out states and words (knowable). Harmless: disallowed requests in held-out categories and phrasings, where the refusal \"{r["refusal_text"]}\" is right, and benign requests that share their words (\"kill a stuck process\"), where refusing is over-refusal.\n\n");
         sb.Append($"Reward model held-out pairwise accuracy against the noiseless oracle: {Cell(r["reward_model"]!["heldout_accuracy"])} (against the noisy labeler: {Cell(r["reward_model"]!["heldout_labeler_accuracy"])}; the labeler agrees with the oracle on {Cell(r["reward_model"]!["labeler_agreement"])} of pairs).\n\n");
         SftSection(sb, r);
         sb.Append("## Reward–KL frontier\n\n![frontier](frontier.png)\n\n| method | parameter | KL | oracle sentiment |\n|---|---|---|---|\n");

@@ -1,3 +1,4 @@
+using ChatForge.Evaluation;
 using ChatForge.Tests.Support;
 using ChatForge.Training;
 using Xunit;
@@ -25,7 +26,7 @@ public class SftCliTests
         var ev = CliRunner.Run("eval", "--model", d["sft/model"], "--cache", cache, "--out", d["eval.json"]);
         Assert.True(ev.Code == 0, ev.Err);
         var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(d["eval.json"])).RootElement;
-        foreach (var k in new[] { "capitals_heldout_accuracy", "capitals_seen_accuracy", "spam_accuracy", "word_sentiment_accuracy", "response_loss" })
+        foreach (var k in new[] { "capitals_heldout_accuracy", "capitals_seen_accuracy", "spam_accuracy", "word_sentiment_accuracy", "response_loss" }.Concat(TaskEval.AlignmentKeys))
             Assert.True(json.TryGetProperty(k, out _), k);
         Assert.Contains("chat template", ev.Err);
         Assert.Contains("raw questions", CliRunner.Run("eval", "--model", d["pre/model"], "--cache", cache).Err);

@@ -35,7 +35,7 @@ public class PipelineTests
         foreach (var model in new[] { "base", "sft", "sft_lora", "ppo", "dpo" })
         {
             var m = models.GetProperty(model);
-            foreach (var key in accuracies) Number(m, key, 0, 1, model);
+            foreach (var key in accuracies.Concat(ChatForge.Evaluation.TaskEval.AlignmentKeys)) Number(m, key, 0, 1, model);
             Number(m, "pretrain_val_loss", 0.1, Math.Log(259) + 1, model); // byte vocabulary: ln 259 ≈ 5.6 at random
             Number(m, "kl_to_sft", -20, 20, model);
         }
@@ -62,7 +62,10 @@ public class PipelineTests
         Number(models.GetProperty("sft"), "kl_to_sft", 1e-6, 1e3, "sft");                          // the other one, against the main
         var bon = models.GetProperty("best_of_n");
         Assert.Equal(Math.Log(2) - 0.5, Number(bon, "kl_to_sft", 0, 1, "best_of_n"), 9);   // log N − (N−1)/N, N = 2
-        foreach (var key in accuracies.Append("pretrain_val_loss")) Assert.Equal(JsonValueKind.Null, bon.GetProperty(key).ValueKind);
+        foreach (var key in accuracies.Concat(ChatForge.Evaluation.TaskEval.AlignmentKeys).Append("pretrain_val_loss")) Assert.Equal(JsonValueKind.Null, bon.GetProperty(key).ValueKind);
+        // The texts the harmless and honest criteria rank, as configured.
+        Assert.Equal(c.Alignment.RefusalText, report.GetProperty("refusal_text").GetString());
+        Assert.Equal(c.Alignment.AbstainText, report.GetProperty("abstain_text").GetString());
         var rm = report.GetProperty("reward_model");
         Number(rm, "heldout_labeler_accuracy", 0, 1, "reward_model");
         // The oracle-based figures exist when the oracle told some pair of responses apart; this tiny model's
@@ -90,6 +93,7 @@ public class PipelineTests
         Assert.Contains("| sft_lora |", md);
         Assert.Contains("What is the capital of {state}?", md);
         Assert.Contains("DPO vs PPO", md);
+        Assert.Contains("## Helpful, honest, harmless", md);
         Assert.True(File.Exists(d["run/report/frontier.png"]));
         foreach (var stage in new[] { "pretrain", "sft", "reward", "ppo", "dpo" }) Assert.True(File.Exists(d[$"run/{stage}/model/model.safetensors"]), stage);
 
