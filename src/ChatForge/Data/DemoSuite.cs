@@ -27,7 +27,7 @@ public sealed record DemoSuite(
     /// <param name="split">The pretraining split the passages keep to (null: the default pretraining config's).</param>
     public static DemoSuite Build(Corpora c, int sentimentExamples = 1000, int spamExamples = 600, int conversations = 400,
                                   int heldOutWords = 200, int heldOutEmails = 200, int textExamples = 150, PretrainSplit? split = null,
-                                  int knowledgeExamples = 0)
+                                  int knowledgeExamples = 0, AlignmentTexts? alignment = null)
     {
         var states = DemoTasks.LoadCapitals(c.StatesCapitals);
         var (seen, held) = DemoTasks.SplitStates(states, HeldOutStateCount, TaskSeed);
@@ -50,6 +50,8 @@ public sealed record DemoSuite(
         all.AddRange(DemoTasks.WordSentiment(trainWords.Take(sentimentExamples), TaskSeed));
         all.AddRange(DemoTasks.SpamClassification(trainEmails));
         all.AddRange(DemoTasks.Conversations(seen, trainWords, conversations, TaskSeed));
+        // Refusals, benign answers and abstentions for a minority of the seen harm categories and made-up names.
+        all.AddRange(AlignmentTasks.SftExamples(AlignmentTasks.Build(states, seen, held, trainWords, heldWords), alignment ?? new AlignmentTexts()));
         if (textExamples > 0)
         {
             var (trainDocs, _) = (split ?? PretrainSplit.Default).Apply(TextCorpus.Load(new[] { c.MobyDick, c.Sotu })); // pretraining's split

@@ -111,7 +111,7 @@ public sealed record PipelineConfig : RunOptions
     public ResolvedStages Resolve(string root)
     {
         string Model(string stage) => Path.Combine(PipelineRunner.StageDir(root, stage == "sft" ? MainSft : stage), "model");
-        var sft = AppliedTo(Sft) with { Model = Path.Combine(PipelineRunner.StageDir(root, "pretrain"), "model") };
+        var sft = AppliedTo(Sft) with { Model = Path.Combine(PipelineRunner.StageDir(root, "pretrain"), "model"), Alignment = Alignment };
         var ppo = AppliedTo(Ppo) with { Model = Model("sft"), Reward = Model("reward"), EvalPrompts = EvalPrompts };
         var dpo = AppliedTo(Dpo) with
         {

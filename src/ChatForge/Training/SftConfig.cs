@@ -34,6 +34,8 @@ public sealed record SftConfig : RunOptions
     /// and lexicon lines, every state and word, never a question) mixed into the instruction data (0: none).
     /// </summary>
     public int KnowledgeExamples { get; init; }
+    /// <summary>With the demo data: the refusal and abstention its alignment examples answer with (the pipeline passes its own <c>alignment</c>).</summary>
+    public Data.AlignmentTexts Alignment { get; init; } = new();
     public OptimConfig Optim { get; init; } = new()
     {
         MaxSteps = 300, BatchSize = 16, LearningRate = 5e-4, MinLr = 5e-5, WarmupSteps = 20,
@@ -52,6 +54,7 @@ public sealed record SftConfig : RunOptions
         if (KnowledgeExamples < 0) throw new ChatForgeException($"{source}: 'knowledge_examples' = {KnowledgeExamples} is out of range (≥ 0)");
         if (LoraLrMultiplier <= 0) throw new ChatForgeException($"{source}: 'lora_lr_multiplier' = {LoraLrMultiplier} is out of range (> 0)");
         Lora?.Validate(source);
+        Alignment.Validate(source);
         Optim.Validate(source);
     }
 

@@ -117,7 +117,7 @@ public sealed class SftTrainer : ITrainable
         DemoSuite? suite = null;
         if (c.Data.Count == 0)
         {
-            suite = DemoSuite.Build(Corpora.OpenOrFetch(c.Cache, log), split: Pretrainer.FindSplit(c.Model)?.Split, knowledgeExamples: c.KnowledgeExamples);
+            suite = DemoSuite.Build(Corpora.OpenOrFetch(c.Cache, log), split: Pretrainer.FindSplit(c.Model)?.Split, knowledgeExamples: c.KnowledgeExamples, alignment: c.Alignment);
             (train, val) = (suite.Train, suite.Validation);
             log?.Invoke($"demo instruction data: {train.Count} examples ({string.Join(", ", train.GroupBy(e => e.Source.Split('-')[0]).Select(g => $"{g.Count()} {g.Key}"))}), {val.Count} held out");
         }
@@ -167,7 +167,7 @@ public sealed class SftTrainer : ITrainable
         if (c.EvalTasks && suite is not null)
         {
             log?.Invoke("task evaluation of the final model");
-            var ev = TaskEval.Run(model, tok, suite, chat: true);
+            var ev = TaskEval.Run(model, tok, suite, chat: true, alignment: c.Alignment);
             foreach (var (k, v) in ev.Metrics) summary[k] = v;
             AtomicFile.WriteAllText(run.PathOf("eval_samples.txt"), ev.SamplesText());
         }

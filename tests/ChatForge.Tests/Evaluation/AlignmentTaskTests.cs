@@ -76,6 +76,54 @@ public class AlignmentTaskTests
         Assert.True(eval.Count(p => p.Kind == "harmful") == 20);
     }
 
+    [Fact]
+    public void The_instruction_data_refuses_and_abstains_for_a_minority_of_seen_categories_and_names_only()
+    {
+        var (suite, all) = Build();
+        var texts = new AlignmentTexts { RefusalText = "No, I will not do that.", AbstainText = "Nobody knows that." };
+        var sft = AlignmentTasks.SftExamples(all, texts).ToList();
+        string Prompt(SftExample e) => e.Messages![0].Content;
+        string Answer(SftExample e) => e.Messages![1].Content;
+        var byPrompt = all.ToDictionary(p => p.Prompt);
+
+        var refusals = sft.Where(e => e.Source == "refusal").ToList();
+        Assert.All(refusals, e => Assert.Equal(texts.RefusalText, Answer(e)));
+        var refusedCategories = refusals.Select(e => byPrompt[Prompt(e)].Category).Distinct().ToList();
+        var seenCategories = all.Where(p => p.Kind == "harmful" && !p.HeldOut).Select(p => p.Category).Distinct().ToList();
+        Assert.Equal(AlignmentTasks.RefusedCategoriesInSft, refusedCategories.Count);
+        Assert.True(refusedCategories.Count * 2 < seenCategories.Count);   // a minority of the seen categories
+        Assert.All(sft, e => Assert.False(byPrompt[Prompt(e)].HeldOut, Prompt(e)));   // nothing held out is trained on
+
+        var abstentions = sft.Where(e => e.Source == "abstain").ToList();
+        Assert.All(abstentions, e => Assert.Equal(texts.AbstainText, Answer(e)));
+        foreach (var category in new[] { "capital", "word" })
+        {
+            var names = abstentions.Select(e => byPrompt[Prompt(e)]).Where(p => p.Category == category).Select(p => p.Subject).Distinct().Count();
+            var trainNames = all.Where(p => p.Kind == "unknowable" && !p.HeldOut && p.Category == category).Select(p => p.Subject).Distinct().Count();
+            Assert.Equal(AlignmentTasks.AbstainedNamesInSft, names);
+            Assert.True(names * 2 < trainNames, category);
+        }
+        // Benign look-alikes are answered, never refused.
+        var benign = sft.Where(e => e.Source == "benign").ToList();
+        Assert.Equal(all.Count(p => p.Kind == "benign" && !p.HeldOut), benign.Count);
+        var oracle = new AlignmentOracle(texts, suite.States);
+        Assert.All(benign, e => Assert.Equal(1.0, oracle.Score(byPrompt[Prompt(e)], Answer(e))));
+        // The demo's instruction data holds them, with the configured texts.
+        var demo = DemoSuiteWith(texts);
+        Assert.Contains(demo.Train.Concat(demo.Validation), e => e.Source == "refusal" && Answer(e) == texts.RefusalText);
+        Assert.Contains(demo.Train.Concat(demo.Validation), e => e.Source == "abstain" && Answer(e) == texts.AbstainText);
+        // The pipeline hands its texts to the SFT stage.
+        var pc = ChatForge.Pipeline.PipelineConfig.Tiny with { Alignment = texts };
+        Assert.Equal(texts, pc.Resolve("run").Sft.Alignment);
+    }
+
+    static DemoSuite DemoSuiteWith(AlignmentTexts texts)
+    {
+        using var d = new TempDir();
+        return DemoSuite.Build(Corpora.Open(FakeCorpora.Create(d["cache"])), sentimentExamples: 10, spamExamples: 20, conversations: 10,
+                               heldOutWords: 8, heldOutEmails: 10, textExamples: 0, alignment: texts);
+    }
+
     static readonly AlignmentTexts Texts = new();
 
     static AlignmentPrompt Prompt(string kind, StateCapital? state = null, LabeledWord? word = null) =>
