@@ -134,7 +134,7 @@ public sealed class RunOptionSet
 /// <summary>How preference rankings are collected (<see cref="CollectConfig"/>): `--task`, `--k`, `--prompts`, `--noise`, and for labeling runs `--tie-margin`, `--max-new-tokens`.</summary>
 public sealed class CollectOptionSet
 {
-    readonly Option<string?> _task = Opt.Text("--task", "what the labeler ranks: sentiment, capitals or harmless", "sentiment|capitals|harmless");
+    readonly Option<string?> _task = Opt.Text("--task", "what the labeler ranks: sentiment, capitals, harmless or hhh (the helpful–honest–harmless mixture)", "sentiment|capitals|harmless|hhh");
     readonly Option<int?> _k = Opt.Int("--k", "responses per prompt (2–9)", "K");
     readonly Option<int?> _prompts = Opt.Int("--prompts", "prompts to rank responses for");
     readonly Option<double?> _noise = Opt.Number("--noise", "standard deviation of the labeler's noise", "S");

@@ -28,6 +28,8 @@ public sealed record AlignmentTexts
 /// "benign" (a look-alike that shares words with one: answering is right, refusing is over-refusal),
 /// "unknowable" (about a made-up state or word: the abstention is right, any specific answer a hallucination) or
 /// "knowable" (about a real state or word: the correct answer, then the abstention, then a wrong answer).
+/// <see cref="Family"/>: "harmless" (harmful, benign), "honest" (unknowable) or "helpful" (knowable: the instruction
+/// tasks' questions, whose ranking also puts the abstention between a right and a wrong answer).
 /// </summary>
 /// <param name="Category">the harm category ("weapons", …), or "capital" / "word" for the honesty questions</param>
 /// <param name="Template">the phrasing, {0} the object</param>
@@ -176,10 +178,10 @@ public static class AlignmentTasks
         foreach (var (group, held) in new[] { (seenStates, false), (heldOutStates, true) })
             foreach (var s in group)
                 foreach (var t in DemoTasks.CapitalQuestions)
-                    list.Add(new AlignmentPrompt("honest", "knowable", "capital", t, s.State, F(t, s.State), held, State: s));
+                    list.Add(new AlignmentPrompt("helpful", "knowable", "capital", t, s.State, F(t, s.State), held, State: s));
         foreach (var (words, held) in new[] { (trainWords.Take(heldOutWords.Count / 4).ToList(), false), (heldOutWords.Take(heldOutWords.Count / 4).ToList(), true) })
             foreach (var w in words)
-                list.Add(new AlignmentPrompt("honest", "knowable", "word", DemoTasks.SentimentQuestions[0], w.Word, F(DemoTasks.SentimentQuestions[0], w.Word), held, Word: w));
+                list.Add(new AlignmentPrompt("helpful", "knowable", "word", DemoTasks.SentimentQuestions[0], w.Word, F(DemoTasks.SentimentQuestions[0], w.Word), held, Word: w));
         return list;
     }
 

@@ -9,9 +9,11 @@ namespace ChatForge.Data;
 /// A prompt with K responses ranked by a labeler. <see cref="Ranks"/>[i] is the rank of response i
 /// (1 = best; equal ranks are ties). <see cref="Chat"/>: the prompt is a user message (TRL's
 /// conversational format), else plain text that the response continues. <see cref="OracleScores"/>:
-/// the noiseless oracle's scores, when known (kept for evaluation).
+/// the noiseless oracle's scores, when known (kept for evaluation). <see cref="Family"/>: the alignment criterion the
+/// prompt tests ("helpful", "honest", "harmless"), when known, for per-family accuracies.
 /// </summary>
-public sealed record Ranking(string Prompt, bool Chat, IReadOnlyList<string> Responses, IReadOnlyList<int> Ranks, IReadOnlyList<double>? OracleScores = null);
+public sealed record Ranking(string Prompt, bool Chat, IReadOnlyList<string> Responses, IReadOnlyList<int> Ranks, IReadOnlyList<double>? OracleScores = null,
+                             string? Family = null);
 
 /// <summary>TRL's preference pair.</summary>
 public sealed record PreferencePair(string Prompt, bool Chat, string Chosen, string Rejected);
@@ -45,6 +47,7 @@ public static class Preferences
                 ["ranking"] = new JsonArray(r.Ranks.Select(x => (JsonNode)x).ToArray()),
             };
             if (r.OracleScores is { } s) o["oracle_scores"] = new JsonArray(s.Select(x => (JsonNode)Math.Round(x, 6)).ToArray());
+            if (r.Family is { } f) o["family"] = f;
             return o.ToJsonString(Compact) + "\n";
         })));
 
@@ -107,7 +110,10 @@ public static class Preferences
             List<double>? oracle = null;
             if (row.TryGetProperty("oracle_scores", out var os) && os.ValueKind == JsonValueKind.Array)
                 oracle = os.EnumerateArray().Select(x => x.GetDouble()).ToList();
-            list.Add(new Ranking(prompt, chat, responses, ranks, oracle));
+            string? family = null;
+            if (row.TryGetProperty("family", out var fam))
+                family = fam.ValueKind == JsonValueKind.String ? fam.GetString() : throw new ChatForgeException($"{where}: 'family' must be a string");
+            list.Add(new Ranking(prompt, chat, responses, ranks, oracle, family));
         }
         if (list.Count == 0) throw new ChatForgeException($"{path}: no rankings");
         return list;

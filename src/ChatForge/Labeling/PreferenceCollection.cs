@@ -10,7 +10,10 @@ namespace ChatForge.Labeling;
 /// <summary>How rankings are collected: which task, how many responses per prompt, the labeler's noise.</summary>
 public sealed record CollectConfig
 {
-    /// <summary>"sentiment" (continuations scored by the lexicon oracle), "capitals" (correctness) or "harmless" (refusals).</summary>
+    /// <summary>
+    /// "sentiment" (continuations scored by the lexicon oracle), "capitals" (correctness), "harmless" (refusals of a fixed
+    /// list) or "hhh" (the alignment task's training prompts of every family, ranked by <see cref="AlignmentOracle"/>).
+    /// </summary>
     public string Task { get; init; } = "sentiment";
     /// <summary>Responses per prompt (2–9).</summary>
     public int K { get; init; } = 4;
@@ -24,11 +27,15 @@ public sealed record CollectConfig
     public long Seed { get; init; } = 1;
     /// <summary>Disallowed requests for the harmless task (default: a built-in list).</summary>
     public List<string>? Disallowed { get; init; }
+    /// <summary>The refusal and abstention that the hhh task offers as candidates and its oracle ranks.</summary>
+    public AlignmentTexts Alignment { get; init; } = new();
 
     /// <param name="key">the config key this object sits under ("collect", or PPO's "round_collect")</param>
     public void Validate(string source, string key = "collect")
     {
-        if (Task is not ("sentiment" or "capitals" or "harmless")) throw new ChatForgeException($"{source}: '{key}.task' = {Task} (sentiment, capitals, harmless)");
+        if (Task is not ("sentiment" or "capitals" or "harmless" or "hhh")) throw new ChatForgeException($"{source}: '{key}.task' = {Task} (sentiment, capitals, harmless, hhh)");
+        if (Task == "hhh" && K < 3) throw new ChatForgeException($"{source}: '{key}.k' = {K}: the hhh task needs k ≥ 3 (its fixed candidates and at least one sample)");
+        Alignment.Validate(source);
         if (K is < Preferences.MinK or > Preferences.MaxK) throw new ChatForgeException($"{source}: '{key}.k' = {K} is out of range ({Preferences.MinK}–{Preferences.MaxK})");
         if (Prompts < 1) throw new ChatForgeException($"{source}: '{key}.prompts' = {Prompts} is out of range (≥ 1)");
         if (NoiseStd < 0) throw new ChatForgeException($"{source}: '{key}.noise_std' = {NoiseStd} is out of range (≥ 0)");
@@ -122,9 +129,42 @@ public static class PreferenceCollection
                 }
                 break;
             }
+            case "hhh":
+            {
+                var suite = DemoSuite.Build(corpora);
+                var oracle = new AlignmentOracle(o.Alignment, suite.States);
+                var rng = new Random((int)(o.Seed & 0x7fffffff));
+                var items = AlignmentTasks.Build(suite).Where(p => !p.HeldOut).OrderBy(_ => rng.Next()).Take(o.Prompts).ToList();
+                var fixedOnes = items.Select(p => FixedCandidates(p, o.Alignment)).ToList();
+                // One sampling call for all prompts: K − (fixed candidates) samples each, padded to the same count.
+                int samples = o.K - fixedOnes.Min(f => f.Count);
+                var outs = Sample(items.Select(p => p.Prompt).ToList(), true, samples, o.Seed);
+                for (int p = 0; p < items.Count; p++)
+                {
+                    var responses = fixedOnes[p].Concat(outs.Skip(p * samples).Take(o.K - fixedOnes[p].Count)).ToList();
+                    var scores = responses.Select(r => oracle.Score(items[p], r)).ToList();
+                    rankings.Add(new Ranking(items[p].Prompt, true, responses, labeler.Rank(scores), scores, items[p].Family));
+                }
+                log?.Invoke($"collected {items.Count} prompts × {o.K} responses ({string.Join(", ", items.GroupBy(x => x.Family).Select(g => $"{g.Count()} {g.Key}"))})");
+                break;
+            }
         }
         return (rankings, LabelerStats(rankings));
     }
+
+    /// <summary>
+    /// The candidates the labeler ranks beside the policy's samples (the seeds' construction): the fixed refusal for
+    /// every request (right for a disallowed one, over-refusal for a benign one, where the reference answer joins it),
+    /// the fixed abstention for every question, and the correct answer for a knowable one.
+    /// </summary>
+    public static List<string> FixedCandidates(AlignmentPrompt p, AlignmentTexts texts) => p.Kind switch
+    {
+        "harmful" => new() { texts.RefusalText },
+        "benign" => new() { AlignmentTasks.BenignAnswers[Array.IndexOf(AlignmentTasks.BenignRequests, p.Subject)], texts.RefusalText },
+        "unknowable" => new() { texts.AbstainText },
+        "knowable" => new() { p.State is { } s ? DemoTasks.CapitalAnswer(s) : DemoTasks.SentimentAnswer(p.Word!), texts.AbstainText },
+        _ => throw new ArgumentException($"unknown alignment prompt kind '{p.Kind}'"),
+    };
 
     /// <summary>How often the labeler's order agrees with the noiseless oracle, over pairs the oracle does not tie.</summary>
     public static Dictionary<string, double> LabelerStats(IReadOnlyList<Ranking> rankings)

@@ -71,6 +71,7 @@ public static class Report
                 ["heldout_accuracy"] = Num(rmSummary, "heldout_accuracy"),
                 ["heldout_labeler_accuracy"] = Num(rmSummary, "heldout_labeler_accuracy"),
                 ["labeler_agreement"] = Num(rmSummary, "labeler_agreement"),
+                ["heldout_accuracy_by_family"] = rmSummary.TryGetValue("heldout_accuracy_by_family", out var fam) ? JsonNode.Parse(fam.GetRawText()) : null,
             },
             ["frontier"] = frontier,
             ["dpo_vs_ppo"] = verdict,

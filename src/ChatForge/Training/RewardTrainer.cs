@@ -238,6 +238,17 @@ public sealed class RewardTrainer : ITrainable
             ["steps"] = c.Optim.MaxSteps,
             ["wall_seconds"] = final.GetValueOrDefault("wall_seconds"),
         };
+        // Per alignment family (rankings that say which criterion they test): held-out accuracy against the oracle.
+        var byFamily = val.Where(r => r.Family is not null).GroupBy(r => r.Family!).OrderBy(g => g.Key).ToDictionary(g => g.Key, g =>
+        {
+            var acc = Evaluate(rm, tok, g.ToList(), c.Optim.BatchSize, c.Margin).GetValueOrDefault("val_oracle_accuracy", double.NaN);
+            return double.IsFinite(acc) ? acc : (double?)null;
+        });
+        if (byFamily.Count > 0)
+        {
+            summary["heldout_accuracy_by_family"] = byFamily;
+            log?.Invoke($"held-out accuracy by family: {string.Join(", ", byFamily.Select(kv => $"{kv.Key} {kv.Value:F3}"))}");
+        }
         run.WriteSummary(summary);
         return summary;
     }
