@@ -13,6 +13,7 @@ public static class PpoCommand
         var config = Opt.Config();
         var prompts = Opt.List("--prompts", "{\"prompt\"} JSONL (default: held-out sentiment prompts)");
         var chat = Opt.Flag("--chat", "prompts are user messages under the chat template");
+        var task = Opt.Text("--task", "the demo prompts and oracle: sentiment continuations, or hhh (the helpful–honest–harmless chat prompts; later rounds rank hhh responses)", "sentiment|hhh");
         var outDir = Opt.Out();
         var iterations = Opt.Int("--iterations", "PPO iterations (rollout + update) per round");
         var beta = Opt.Number("--beta", "the KL coefficient β (initial, with --adaptive-kl)", "B");
@@ -22,7 +23,7 @@ public static class PpoCommand
         var valueInit = Opt.Text("--value-init", "the value model starts as the reward model or as the policy", "reward|policy");
         var resume = Opt.Resume();
         var verb = new Command("ppo", "RLHF with PPO: reward − β·KL to the SFT model (+ γ·pretraining loss)")
-            { sft, reward, preset, config, prompts, chat, outDir, iterations, beta, adaptiveKl, ptxCoef, rounds, valueInit, resume };
+            { sft, reward, preset, config, prompts, chat, task, outDir, iterations, beta, adaptiveKl, ptxCoef, rounds, valueInit, resume };
         var run = new RunOptionSet(verb);
         verb.SetAction(r =>
         {
@@ -31,6 +32,7 @@ public static class PpoCommand
             if (r.GetValue(reward) is { } rm) c = c with { Reward = rm };
             if (r.GetValue(prompts) is { Count: > 0 } p) c = c with { Prompts = p };
             if (r.GetValue(chat)) c = c with { Chat = true };
+            if (r.GetValue(task) is { } tk) c = c with { Task = tk, RoundCollect = tk == "hhh" ? c.RoundCollect with { Task = "hhh" } : c.RoundCollect };
             if (r.GetValue(iterations) is { } it) c = c with { Iterations = it };
             if (r.GetValue(beta) is { } b) c = c with { Beta = b };
             if (r.GetValue(ptxCoef) is { } g) c = c with { PtxCoef = g };

@@ -24,7 +24,15 @@ public sealed record PpoConfig : RunOptions
     /// chatforge.base_model chain of config.json files.
     /// </summary>
     public string? Pretrain { get; init; }
-    /// <summary>{"prompt"} JSONL files; empty means the demo's sentiment prompts (held-out corpus sentence openings).</summary>
+    /// <summary>
+    /// What the demo's prompts and oracle are (when <see cref="Prompts"/> is empty): "sentiment" (corpus sentence openings
+    /// continued as plain text, the lexicon oracle) or "hhh" (the alignment task's training prompts of every family as
+    /// chat messages, held-out prompts of every kind for evaluation, the alignment oracle).
+    /// </summary>
+    public string Task { get; init; } = "sentiment";
+    /// <summary>The refusal and abstention the hhh task's oracle ranks.</summary>
+    public Data.AlignmentTexts Alignment { get; init; } = new();
+    /// <summary>{"prompt"} JSONL files; empty means the demo's prompts of <see cref="Task"/>.</summary>
     public List<string> Prompts { get; init; } = new();
     /// <summary>Prompts are user messages under the chat template (true) or plain text the response continues (false).</summary>
     public bool Chat { get; init; }
@@ -100,6 +108,11 @@ public sealed record PpoConfig : RunOptions
         Check(ValueLearningRate > 0, "value_learning_rate", ValueLearningRate, "> 0");
         Check(ValueInit is "reward" or "policy", "value_init", ValueInit, "reward or policy");
         Check(Rounds >= 1, "rounds", Rounds, "≥ 1");
+        Check(Task is "sentiment" or "hhh", "task", Task, "sentiment or hhh");
+        if (Task == "hhh" && Prompts.Count > 0) throw new ChatForgeException($"{source}: 'task' hhh brings its own prompts; 'prompts' must be empty");
+        if (Task == "hhh" && Rounds > 1 && RoundCollect.Task != "hhh")
+            throw new ChatForgeException($"{source}: 'round_collect.task' = {RoundCollect.Task}: later rounds of task hhh must rank hhh responses");
+        Alignment.Validate(source);
         Check(EvalInterval >= 0, "eval_interval", EvalInterval, "≥ 0");
         Check(EvalPrompts >= 1, "eval_prompts", EvalPrompts, "≥ 1");
         Check(CheckpointInterval >= 0, "checkpoint_interval", CheckpointInterval, "≥ 0");

@@ -46,7 +46,9 @@ public sealed class PpoTrainer
     readonly AdamW _policyOpt, _valueOpt;
     readonly List<string> _prompts, _evalPrompts;
     readonly TokenStream? _ptxTrain, _ptxVal;
-    readonly SentimentOracle? _oracle;
+    readonly Func<string, string, double>? _oracle;
+    /// <summary>The kind of a held-out prompt (hhh: harmful, benign, unknowable, knowable), for per-kind oracle scores.</summary>
+    public Func<string, string?>? KindOf { get; init; }
     readonly Device _device;
     public double Beta { get; private set; }
     /// <summary>The round whose reward model scores the rollouts (0: the given reward model; iterated RLHF retrains it each later round).</summary>
@@ -54,7 +56,7 @@ public sealed class PpoTrainer
 
     /// <param name="reward">Scores (prompts, response texts, response ids) → one reward each; null means the reward model's normalised score.</param>
     public PpoTrainer(PpoConfig c, Gpt policy, Gpt reference, RewardModel? rm, RewardModel value, ITokenizer tok,
-               List<string> prompts, List<string> evalPrompts, TokenStream? ptxTrain, TokenStream? ptxVal, SentimentOracle? oracle,
+               List<string> prompts, List<string> evalPrompts, TokenStream? ptxTrain, TokenStream? ptxVal, Func<string, string, double>? oracle,
                Func<IReadOnlyList<string>, IReadOnlyList<string>, IReadOnlyList<int[]>, double[]>? reward = null)
     {
         // Generation slides past the context, but a rollout is scored in one window of query + response.
@@ -91,6 +93,7 @@ public sealed class PpoTrainer
     /// <summary>A rollout: prompts and sampled responses (ids), with everything PPO needs per response token.</summary>
     public sealed class Rollout
     {
+        public required IReadOnlyList<string> Prompts;
         public required List<int[]> Queries;
         public required List<int[]> Responses;
         public required List<string> Texts;
@@ -146,10 +149,10 @@ public sealed class PpoTrainer
         var rewards = Losses.KlPenalizedRewards(oldLogp, refLogp, scores, mask, Beta);
         var (adv, ret) = Losses.Gae(rewards, values, mask, _c.Gamma, _c.Lambda);
         if (_c.WhitenAdvantages) adv = Losses.Whiten(adv, mask);
-        var oracle = _oracle is null ? Array.Empty<double>() : texts.Select(_oracle.Score).ToArray();
+        var oracle = _oracle is null ? Array.Empty<double>() : texts.Select((t, i) => _oracle(prompts[i], t)).ToArray();
         return new Rollout
         {
-            Queries = queries, Responses = responses, Texts = texts, Mask = mask, OldLogp = oldLogp, RefLogp = refLogp, Values = values,
+            Prompts = prompts, Queries = queries, Responses = responses, Texts = texts, Mask = mask, OldLogp = oldLogp, RefLogp = refLogp, Values = values,
             Advantages = adv, Returns = ret, Scores = scores, Oracle = oracle,
         };
     }
@@ -258,6 +261,9 @@ public sealed class PpoTrainer
         using var scope = NewDisposeScope();
         var r = SampleRollout(_evalPrompts, seed);
         var m = RolloutStats(r);
+        if (KindOf is not null && r.Oracle.Length > 0)
+            foreach (var g in Enumerable.Range(0, r.Prompts.Count).GroupBy(i => KindOf(r.Prompts[i])).Where(g => g.Key is not null))
+                m[$"oracle_{g.Key}"] = g.Average(i => r.Oracle[i]);
         m = m.ToDictionary(kv => "eval_" + kv.Key, kv => kv.Value);
         if (_ptxVal is not null) m["eval_pretrain_loss"] = Perplexity.PretrainLoss(_policy, _ptxVal);
         return m;
@@ -320,16 +326,34 @@ public sealed class PpoTrainer
     // ---- The run: setup, then per iteration (round step when a round starts) rollout + update, then the summary ----
 
     /// <summary>The rollout prompts, the held-out prompts, the oracle and (with the demo data) the corpora.</summary>
-    sealed record PromptSet(List<string> Train, List<string> Eval, SentimentOracle? Oracle, Corpora? Corpora);
+    sealed record PromptSet(List<string> Train, List<string> Eval, Func<string, string, double>? Oracle, Corpora? Corpora, Func<string, string?>? KindOf = null);
+
+    static Func<string, string, double> Sentiment(Corpora corpora)
+    {
+        var o = SentimentOracle.FromCorpora(corpora);
+        return (_, response) => o.Score(response);
+    }
 
     /// <summary>The demo's sentiment prompts (held-out corpus sentence openings), or {"prompt"} files with a seeded tenth held out.</summary>
     static PromptSet LoadPrompts(PpoConfig c, Action<string>? log)
     {
+        if (c.Task == "hhh")
+        {
+            // The alignment task: training prompts of every family; held-out prompts of every kind, in equal numbers.
+            var corpora = Corpora.OpenOrFetch(c.Cache, log);
+            var suite = DemoSuite.Build(corpora);
+            var tasks = AlignmentTasks.Build(suite);
+            var byPrompt = tasks.GroupBy(p => p.Prompt).ToDictionary(g => g.Key, g => g.First());
+            var oracle = new AlignmentOracle(c.Alignment, suite.States);
+            var heldOut = AlignmentTasks.EvalSet(tasks, Math.Max(1, c.EvalPrompts / 4)).Select(p => p.Prompt).ToList();
+            return new PromptSet(tasks.Where(p => !p.HeldOut).Select(p => p.Prompt).ToList(), heldOut,
+                (p, response) => oracle.Score(byPrompt[p], response), corpora, p => byPrompt.TryGetValue(p, out var a) ? a.Kind : null);
+        }
         if (c.Prompts.Count == 0)
         {
             var corpora = Corpora.OpenOrFetch(c.Cache, log);
             var (prompts, evalPrompts) = SentimentPrompts.Build(corpora);
-            return new PromptSet(prompts, evalPrompts.Take(c.EvalPrompts).ToList(), SentimentOracle.FromCorpora(corpora), corpora);
+            return new PromptSet(prompts, evalPrompts.Take(c.EvalPrompts).ToList(), Sentiment(corpora), corpora);
         }
         var all = c.Prompts.SelectMany(f => Jsonl.Read(f).Select(r => r.Row.String("prompt", f, r.Line))).ToList();
         if (all.Count < 2) throw new ChatForgeException("need at least two prompts");
@@ -338,7 +362,7 @@ public sealed class PpoTrainer
         var train = all.Except(eval).ToList();
         if (!Corpora.IsFetched(c.Cache)) return new PromptSet(train, eval, null, null);
         var fetched = Corpora.Open(c.Cache);
-        return new PromptSet(train, eval, SentimentOracle.FromCorpora(fetched), fetched);
+        return new PromptSet(train, eval, Sentiment(fetched), fetched);
     }
 
     /// <summary>Fraction of user prompts held out for evaluation.</summary>
@@ -394,7 +418,7 @@ public sealed class PpoTrainer
             log?.Invoke($"round {round + 1}: collecting rankings with the current policy and retraining the reward model");
             var rc = new RewardConfig
             {
-                Model = _c.Model, Cache = _c.Cache, Collect = _c.RoundCollect with { Seed = _c.Seed + round }, Seed = _c.Seed + round,
+                Model = _c.Model, Cache = _c.Cache, Collect = _c.RoundCollect with { Seed = _c.Seed + round, Alignment = _c.Alignment }, Seed = _c.Seed + round,
                 Deterministic = _c.Deterministic, Device = _c.Device, Threads = _c.Threads,
                 Optim = new RewardConfig().Optim with { MaxSteps = _c.RoundRewardSteps, EvalInterval = 0, CheckpointInterval = 0 },
             };
@@ -411,6 +435,7 @@ public sealed class PpoTrainer
         Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         c.Validate("ppo config");
+        if (c.Task == "hhh") c = c with { Chat = true };   // the alignment task's prompts are user messages
         var (run, device, resuming) = RunDirectory.Begin(c, outDir, resume);
         var (ppo, prompts, state) = Setup(c, run, device, resuming, log);
 
@@ -473,7 +498,7 @@ public sealed class PpoTrainer
         else value = InitialValueModel(c, device);
         var (ptxTrain, ptxVal) = LoadPretrainText(c, ps.Corpora, tok, log);
 
-        var ppo = new PpoTrainer(c, policy, reference, rm, value, tok, ps.Train, ps.Eval, ptxTrain, ptxVal, ps.Oracle) { Round = startRound };
+        var ppo = new PpoTrainer(c, policy, reference, rm, value, tok, ps.Train, ps.Eval, ptxTrain, ptxVal, ps.Oracle) { Round = startRound, KindOf = ps.KindOf };
         if (!resuming) return (ppo, ps.Train, new TrainingState { Seed = c.Seed });
         var st = RunCheckpoint.Load(run, ppo._policyOpt, ppo._valueOpt);
         ppo.Beta = st.Extra.GetValueOrDefault("beta", c.Beta);
@@ -515,15 +540,18 @@ public sealed class PpoTrainer
             ("KL (held-out)", Series("eval_kl")),
         });
         var first = firstEval ?? rows.FirstOrDefault(x => x["step"] == 0) ?? new Dictionary<string, double>();
+        // The oracle's mean held-out score: the lexicon's sentiment, or (task hhh) the alignment oracle's score.
+        string o = c.Task == "hhh" ? "oracle_alignment" : "oracle_sentiment";
         var summary = new Dictionary<string, object?>
         {
-            ["oracle_sentiment"] = lastEval.GetValueOrDefault("eval_oracle_score", double.NaN),
-            ["oracle_sentiment_sd"] = lastEval.GetValueOrDefault("eval_oracle_score_sd", double.NaN),
+            ["task"] = c.Task,
+            [o] = lastEval.GetValueOrDefault("eval_oracle_score", double.NaN),
+            [o + "_sd"] = lastEval.GetValueOrDefault("eval_oracle_score_sd", double.NaN),
             ["rm_score"] = lastEval.GetValueOrDefault("eval_rm_score", double.NaN),
             ["kl_to_sft"] = lastEval.GetValueOrDefault("eval_kl", double.NaN),
             ["pretrain_val_loss"] = lastEval.GetValueOrDefault("eval_pretrain_loss", double.NaN),
-            ["sft_oracle_sentiment"] = first.GetValueOrDefault("eval_oracle_score", double.NaN),
-            ["sft_oracle_sentiment_sd"] = first.GetValueOrDefault("eval_oracle_score_sd", double.NaN),
+            ["sft_" + o] = first.GetValueOrDefault("eval_oracle_score", double.NaN),
+            ["sft_" + o + "_sd"] = first.GetValueOrDefault("eval_oracle_score_sd", double.NaN),
             ["sft_rm_score"] = first.GetValueOrDefault("eval_rm_score", double.NaN),
             ["sft_pretrain_val_loss"] = first.GetValueOrDefault("eval_pretrain_loss", double.NaN),
             ["beta_final"] = beta,
@@ -532,9 +560,17 @@ public sealed class PpoTrainer
             ["rounds"] = c.Rounds,
             ["wall_seconds"] = wallSeconds,
         };
-        double gain = (double)summary["oracle_sentiment"]! - (double)summary["sft_oracle_sentiment"]!;
+        double gain = (double)summary[o]! - (double)summary["sft_" + o]!;
         summary["oracle_gain"] = gain;
-        summary["oracle_gain_in_sft_sd"] = gain / (double)summary["sft_oracle_sentiment_sd"]!;
+        summary["oracle_gain_in_sft_sd"] = gain / (double)summary["sft_" + o + "_sd"]!;
+        // Per kind of held-out prompt (task hhh), before and after: "harmful", "benign", "unknowable", "knowable".
+        Dictionary<string, double?> ByKind(Dictionary<string, double> m) => m.Where(kv => kv.Key.StartsWith("eval_oracle_", StringComparison.Ordinal) && !kv.Key.StartsWith("eval_oracle_score", StringComparison.Ordinal))
+            .ToDictionary(kv => kv.Key["eval_oracle_".Length..], kv => double.IsFinite(kv.Value) ? kv.Value : (double?)null);
+        if (ByKind(lastEval).Count > 0)
+        {
+            summary["oracle_by_kind"] = ByKind(lastEval);
+            summary["sft_oracle_by_kind"] = ByKind(first);
+        }
         run.WriteSummary(summary);
         return summary;
     }

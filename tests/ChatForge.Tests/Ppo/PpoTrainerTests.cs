@@ -82,6 +82,44 @@ public class PpoTrainerTests
     }
 
     [Fact]
+    public void Ppo_on_the_alignment_mixture_rolls_out_chat_prompts_retrains_on_hhh_rankings_and_reports_each_kind()
+    {
+        using var d = new TempDir();
+        var cache = FakeCorpora.Create(d["cache"]);
+        var baseDir = TinyBase.Create(d["b"]);
+        var hhh = new ChatForge.Labeling.CollectConfig { Task = "hhh", Prompts = 24, K = 3, MaxNewTokens = 6 };
+        RewardTrainer.Run(RewardConfig.Tiny with { Model = baseDir, Cache = cache, Deterministic = true, Collect = hhh }, d["rm"], false);
+        var c = PpoConfig.Tiny with
+        {
+            Model = baseDir, Reward = d["rm/model"], Cache = cache, Iterations = 2, Rounds = 2, Deterministic = true, Task = "hhh",
+            RoundCollect = hhh, EvalPrompts = 8,
+        };
+        var summary = PpoTrainer.Run(c, d["run"], false);
+        Assert.Equal("hhh", summary["task"]);
+        foreach (var k in new[] { "oracle_alignment", "sft_oracle_alignment", "oracle_gain" }) Assert.True(summary[k] is double v && double.IsFinite(v), k);
+        Assert.False(summary.ContainsKey("oracle_sentiment"));
+        var kinds = (Dictionary<string, double?>)summary["oracle_by_kind"]!;
+        Assert.Equal(new[] { "benign", "harmful", "knowable", "unknowable" }, kinds.Keys.Order());
+        Assert.All(kinds.Values, v => Assert.InRange(v!.Value, 0, 1));
+        // Chat rollouts (config.json says so) and round 2's reward model trained on hhh rankings with their families.
+        Assert.True(System.Text.Json.JsonDocument.Parse(File.ReadAllText(d["run/config.json"])).RootElement.GetProperty("chat").GetBoolean());
+        var round2 = Preferences.ReadRankings(d["run/round1/reward/rankings.jsonl"]);
+        Assert.All(round2, r => Assert.Contains(r.Family, new[] { "helpful", "honest", "harmless" }));
+        Assert.Contains(MetricsLog.Read(d["run/metrics.jsonl"]), r => r.ContainsKey("eval_oracle_harmful"));
+    }
+
+    [Theory]
+    [InlineData("""{"task": "chess"}""", "'task' = chess is out of range (sentiment or hhh)")]
+    [InlineData("""{"task": "hhh", "prompts": ["p.jsonl"]}""", "'task' hhh brings its own prompts")]
+    [InlineData("""{"task": "hhh", "rounds": 2}""", "'round_collect.task' = sentiment: later rounds of task hhh must rank hhh responses")]
+    public void A_bad_alignment_setting_is_rejected_naming_the_key(string json, string message)
+    {
+        var c = ChatForge.Training.ConfigMerge.Overlay(PpoConfig.Tiny with { Model = "m", Reward = "r" }, json, "ppo.json");
+        var e = Assert.Throws<ChatForgeException>(() => c.Validate("ppo.json"));
+        Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
     public void A_run_killed_during_a_round_change_resumes_and_ends_with_the_weights_of_an_uninterrupted_run()
     {
         using var d = new TempDir();
