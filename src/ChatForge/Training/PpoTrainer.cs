@@ -410,6 +410,20 @@ public sealed class PpoTrainer
     /// previous round, the reward-model run resumes (or is found complete), and only then does the round
     /// change; the next checkpoint records it.
     /// </summary>
+    /// <summary>
+    /// The rankings of the rounds before <paramref name="round"/>: the initial reward model's (rankings.jsonl in its run
+    /// directory, when it was trained by `chatforge reward`) and each earlier round's.
+    /// </summary>
+    List<string> EarlierRankings(RunDirectory run, int round)
+    {
+        var files = new List<string>();
+        if (Path.GetDirectoryName(Path.GetFullPath(_c.Reward)) is { } rewardRun && File.Exists(Path.Combine(rewardRun, "rankings.jsonl")))
+            files.Add(Path.Combine(rewardRun, "rankings.jsonl"));
+        for (int r = 1; r < round; r++)
+            if (File.Exists(Path.Combine(RoundRewardDir(run, r), "rankings.jsonl"))) files.Add(Path.Combine(RoundRewardDir(run, r), "rankings.jsonl"));
+        return files;
+    }
+
     void StartRound(RunDirectory run, int round, long iteration, double elapsed, Action<string>? log, CancellationToken cancel)
     {
         SaveCheckpoint(run, iteration, elapsed); // the policy that collects the rankings (collectWith), and a resume point
@@ -421,6 +435,7 @@ public sealed class PpoTrainer
                 Model = _c.Model, Cache = _c.Cache, Collect = _c.RoundCollect with { Seed = _c.Seed + round, Alignment = _c.Alignment }, Seed = _c.Seed + round,
                 Deterministic = _c.Deterministic, Device = _c.Device, Threads = _c.Threads,
                 Optim = new RewardConfig().Optim with { MaxSteps = _c.RoundRewardSteps, EvalInterval = 0, CheckpointInterval = 0 },
+                EarlierRankings = EarlierRankings(run, round),
             };
             RewardTrainer.Run(rc, RoundRewardDir(run, round), resume: true, log, null, cancel, collectWith: run.ModelDir);
         }

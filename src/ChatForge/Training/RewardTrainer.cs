@@ -21,6 +21,11 @@ public sealed record RewardConfig : RunOptions
     /// <summary>Rankings or pairs JSONL; empty means: collect rankings from the SFT model with <see cref="Collect"/>.</summary>
     public List<string> Data { get; init; } = new();
     public CollectConfig Collect { get; init; } = new() { Prompts = 4000 };
+    /// <summary>
+    /// Rankings of earlier rounds (JSONL), trained on beside the ones collected or given now: iterated RLHF retrains the
+    /// reward model on all rankings collected so far. Missing files are errors.
+    /// </summary>
+    public List<string> EarlierRankings { get; init; } = new();
     /// <summary>Fraction of prompts held out for accuracy and loss.</summary>
     public double ValFraction { get; init; } = 0.1;
     /// <summary>Optional margin m in −log σ(r_w − r_l − m).</summary>
@@ -179,6 +184,12 @@ public sealed class RewardTrainer : ITrainable
             Preferences.WriteRankings(collected, rankings);
             Preferences.WritePairs(run.PathOf("pairs.jsonl"), rankings.SelectMany(Preferences.ToPairs));
             sft.Dispose();
+        }
+        if (c.EarlierRankings.Count > 0)
+        {
+            var earlier = c.EarlierRankings.SelectMany(Preferences.ReadRankings).ToList();
+            log?.Invoke($"rankings: {rankings.Count} new and {earlier.Count} from earlier rounds");
+            rankings = earlier.Concat(rankings).ToList();
         }
         collectStats ??= PreferenceCollection.LabelerStats(rankings);
         var val = rankings.Where(r => HashSplit.Unit(c.Seed, "rm:" + r.Prompt + r.Responses[0]) < c.ValFraction).ToList();

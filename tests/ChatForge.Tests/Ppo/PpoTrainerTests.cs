@@ -79,6 +79,11 @@ public class PpoTrainerTests
         Assert.True(File.Exists(d["run/round1/reward/model/model.safetensors"]));
         Assert.True(File.Exists(d["run/round1/reward/rankings.jsonl"]));
         Assert.Equal(2, MetricsLog.Read(d["run/metrics.jsonl"]).Max(r => r.GetValueOrDefault("round")));
+        // Round 2's reward model trained on all rankings so far: the initial reward model's and the fresh ones.
+        int initial = Preferences.ReadRankings(d["rm/rankings.jsonl"]).Count, fresh = Preferences.ReadRankings(d["run/round1/reward/rankings.jsonl"]).Count;
+        var s = RunDirectory.ReadSummary(d["run/round1/reward/summary.json"]);
+        Assert.Equal(initial + fresh, s["train_rankings"].GetInt32() + s["val_rankings"].GetInt32());
+        Assert.True(initial > 0 && fresh > 0);
     }
 
     [Fact]
