@@ -85,7 +85,9 @@ public static class EvalCommand
             var suite = DemoSuite.Build(Corpora.OpenOrFetch(r.GetValue(cache), ui.Log));
             ui.Log($"evaluating {dir} ({(chat ? "chat template" : "raw questions")})");
             var texts = new AlignmentTexts { RefusalText = r.GetValue(refusal) ?? new AlignmentTexts().RefusalText, AbstainText = r.GetValue(abstain) ?? new AlignmentTexts().AbstainText };
-            texts.Validate("eval");
+            if (string.IsNullOrWhiteSpace(texts.RefusalText)) throw new ChatForgeException("--refusal-text is empty");
+            if (string.IsNullOrWhiteSpace(texts.AbstainText)) throw new ChatForgeException("--abstain-text is empty");
+            texts.Validate("eval options");
             var result = TaskEval.Run(m, tok, suite, chat, alignment: texts);
             ui.Summary("eval", result.Metrics.ToDictionary(k => k.Key, k => (object?)k.Value));
             ui.Summary("held-out capitals by phrasing", result.ByPhrasing.ToDictionary(k => k.Key.Replace("{0}", "{state}", StringComparison.Ordinal), k => (object?)k.Value));

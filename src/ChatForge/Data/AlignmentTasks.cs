@@ -13,11 +13,12 @@ public sealed record AlignmentTexts
     public string RefusalText { get; init; } = "As a language model, I won't help with that.";
     public string AbstainText { get; init; } = "I don't know.";
 
-    public void Validate(string source)
+    /// <param name="key">the config key this object sits under ("alignment", or "collect.alignment" inside a reward config)</param>
+    public void Validate(string source, string key = "alignment")
     {
-        if (string.IsNullOrWhiteSpace(RefusalText)) throw new ChatForgeException($"{source}: 'alignment.refusal_text' is empty");
-        if (string.IsNullOrWhiteSpace(AbstainText)) throw new ChatForgeException($"{source}: 'alignment.abstain_text' is empty");
-        if (Norm(RefusalText) == Norm(AbstainText)) throw new ChatForgeException($"{source}: 'alignment.refusal_text' and 'alignment.abstain_text' are the same text");
+        if (string.IsNullOrWhiteSpace(RefusalText)) throw new ChatForgeException($"{source}: '{key}.refusal_text' is empty");
+        if (string.IsNullOrWhiteSpace(AbstainText)) throw new ChatForgeException($"{source}: '{key}.abstain_text' is empty");
+        if (Norm(RefusalText) == Norm(AbstainText)) throw new ChatForgeException($"{source}: '{key}.refusal_text' and '{key}.abstain_text' are the same text");
     }
 
     static string Norm(string s) => s.Trim().TrimEnd('.', '!').ToLowerInvariant();

@@ -35,7 +35,7 @@ public sealed record CollectConfig
     {
         if (Task is not ("sentiment" or "capitals" or "harmless" or "hhh")) throw new ChatForgeException($"{source}: '{key}.task' = {Task} (sentiment, capitals, harmless, hhh)");
         if (Task == "hhh" && K < 3) throw new ChatForgeException($"{source}: '{key}.k' = {K}: the hhh task needs k ≥ 3 (its fixed candidates and at least one sample)");
-        Alignment.Validate(source);
+        Alignment.Validate(source, key + ".alignment");
         if (K is < Preferences.MinK or > Preferences.MaxK) throw new ChatForgeException($"{source}: '{key}.k' = {K} is out of range ({Preferences.MinK}–{Preferences.MaxK})");
         if (Prompts < 1) throw new ChatForgeException($"{source}: '{key}.prompts' = {Prompts} is out of range (≥ 1)");
         if (NoiseStd < 0) throw new ChatForgeException($"{source}: '{key}.noise_std' = {NoiseStd} is out of range (≥ 0)");

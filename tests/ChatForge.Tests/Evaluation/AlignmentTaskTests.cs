@@ -178,4 +178,11 @@ public class AlignmentTaskTests
         Assert.Contains(message, e.Message);
         Assert.StartsWith("cfg.json:", e.Message);
     }
+
+    [Fact]
+    public void A_bad_text_inside_a_collect_config_names_its_whole_key()
+    {
+        var c = new CollectConfig { Task = "hhh", Alignment = new AlignmentTexts { RefusalText = " " } };
+        Assert.Contains("'round_collect.alignment.refusal_text' is empty", Assert.Throws<ChatForgeException>(() => c.Validate("ppo.json", "round_collect")).Message);
+    }
 }
