@@ -71,8 +71,9 @@ public static class EvalCommand
         var outFile = Opt.Text("--out", "also write the metrics to this JSON file", "FILE.json");
         var cache = Opt.Cache();
         var device = Opt.Device();
-        var refusal = Opt.Text("--refusal-text", $"the refusal that counts for the harmless keys (default \"{new AlignmentTexts().RefusalText}\")", "TEXT");
-        var abstain = Opt.Text("--abstain-text", $"the abstention that counts for the honest keys (default \"{new AlignmentTexts().AbstainText}\")", "TEXT");
+        var defaults = new AlignmentTexts();
+        var refusal = Opt.Text("--refusal-text", $"the refusal that counts for the harmless keys (default \"{defaults.RefusalText}\")", "TEXT");
+        var abstain = Opt.Text("--abstain-text", $"the abstention that counts for the honest keys (default \"{defaults.AbstainText}\")", "TEXT");
         var verb = new Command("eval", "held-out capitals, multi-turn, spam and word-sentiment accuracy, the helpful/honest/harmless rates and the response-token loss, for any checkpoint")
             { model, format, outFile, cache, device, refusal, abstain };
         verb.SetAction(r =>
@@ -84,7 +85,7 @@ public static class EvalCommand
             bool chat = f == "chat" || (f == "auto" && TaskEval.IsChatModel(dir));
             var suite = DemoSuite.Build(Corpora.OpenOrFetch(r.GetValue(cache), ui.Log));
             ui.Log($"evaluating {dir} ({(chat ? "chat template" : "raw questions")})");
-            var texts = new AlignmentTexts { RefusalText = r.GetValue(refusal) ?? new AlignmentTexts().RefusalText, AbstainText = r.GetValue(abstain) ?? new AlignmentTexts().AbstainText };
+            var texts = new AlignmentTexts { RefusalText = r.GetValue(refusal) ?? defaults.RefusalText, AbstainText = r.GetValue(abstain) ?? defaults.AbstainText };
             if (string.IsNullOrWhiteSpace(texts.RefusalText)) throw new ChatForgeException("--refusal-text is empty");
             if (string.IsNullOrWhiteSpace(texts.AbstainText)) throw new ChatForgeException("--abstain-text is empty");
             texts.Validate("eval options");

@@ -153,16 +153,14 @@ public static class Report
     static JsonObject BestOfNRow(Dictionary<string, JsonElement> bon, int at)
     {
         double AtN(string k) => bon[k].EnumerateArray().ElementAt(at).GetDouble();
-        return new JsonObject
-        {
-            ["n"] = bon["n"].EnumerateArray().ElementAt(at).GetInt32(),
-            ["capitals_heldout_accuracy"] = null, ["capitals_seen_accuracy"] = null, ["capitals_unseen_phrasing_accuracy"] = null,
-            ["multiturn_accuracy"] = null, ["spam_accuracy"] = null, ["word_sentiment_accuracy"] = null,
-            ["helpful_accuracy"] = null, ["honest_abstain_rate"] = null, ["hallucination_rate"] = null, ["knowable_abstain_rate"] = null,
-            ["harmful_refusal_rate"] = null, ["benign_refusal_rate"] = null,
-            ["oracle_sentiment"] = FiniteOrNull(AtN("oracle_sentiment")), ["oracle_sentiment_sd"] = FiniteOrNull(AtN("oracle_sentiment_sd")),
-            ["rm_score"] = FiniteOrNull(AtN("rm_score")), ["kl_to_sft"] = FiniteOrNull(AtN("kl")), ["pretrain_val_loss"] = null,
-        };
+        var row = new JsonObject { ["n"] = bon["n"].EnumerateArray().ElementAt(at).GetInt32() };
+        foreach (var k in AccuracyKeys.Concat(TaskEval.AlignmentKeys)) row[k] = null;   // it answers no task question
+        row["oracle_sentiment"] = FiniteOrNull(AtN("oracle_sentiment"));
+        row["oracle_sentiment_sd"] = FiniteOrNull(AtN("oracle_sentiment_sd"));
+        row["rm_score"] = FiniteOrNull(AtN("rm_score"));
+        row["kl_to_sft"] = FiniteOrNull(AtN("kl"));
+        row["pretrain_val_loss"] = null;
+        return row;
     }
 
     static IEnumerable<Answer> BestOfNAnswers(PipelineConfig c, Bench b, int n)
