@@ -254,6 +254,20 @@ public static class AlignmentTasks
         }
     }
 
+    /// <summary>
+    /// The prompts in equal shares per kind (harmful, benign, unknowable, knowable), shuffled by <paramref name="seed"/>:
+    /// each kind's prompts cycled to the size of the largest kind. Without it a rollout or a ranking batch holds three
+    /// disallowed requests for every benign look-alike, and over-refusal is rarely sampled, ranked or penalised.
+    /// </summary>
+    public static List<AlignmentPrompt> Balanced(IEnumerable<AlignmentPrompt> prompts, long seed)
+    {
+        var rng = new Random((int)(seed & 0x7fffffff));
+        var kinds = prompts.GroupBy(p => p.Kind).Select(g => g.OrderBy(_ => rng.Next()).ToList()).ToList();
+        if (kinds.Count == 0) return new();
+        int size = kinds.Max(k => k.Count);
+        return kinds.SelectMany(k => Enumerable.Range(0, size).Select(i => k[i % k.Count])).OrderBy(_ => rng.Next()).ToList();
+    }
+
     /// <summary>The held-out prompts the evaluation asks, a fixed subset per kind (so every model answers the same ones).</summary>
     public static List<AlignmentPrompt> EvalSet(IEnumerable<AlignmentPrompt> all, int perKind = 60) =>
         all.Where(p => p.HeldOut).GroupBy(p => p.Kind)

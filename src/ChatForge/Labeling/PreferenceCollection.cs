@@ -133,8 +133,7 @@ public static class PreferenceCollection
             {
                 var suite = DemoSuite.Build(corpora);
                 var oracle = new AlignmentOracle(o.Alignment, suite.States);
-                var rng = new Random((int)(o.Seed & 0x7fffffff));
-                var items = AlignmentTasks.Build(suite).Where(p => !p.HeldOut).OrderBy(_ => rng.Next()).Take(o.Prompts).ToList();
+                var items = AlignmentTasks.Balanced(AlignmentTasks.Build(suite).Where(p => !p.HeldOut), o.Seed).Take(o.Prompts).ToList();
                 var fixedOnes = items.Select(p => FixedCandidates(p, o.Alignment)).ToList();
                 // One sampling call for all prompts: K − (fixed candidates) samples each, padded to the same count.
                 int samples = o.K - fixedOnes.Min(f => f.Count);

@@ -309,6 +309,23 @@ public sealed class PpoTrainer
 
     const string ValueDir = "value";
 
+    /// <summary>The policy at the end of round <paramref name="round"/> (1-based) of an iterated run, beside model/ (which holds the last round's).</summary>
+    public static string RoundPolicyDir(string runRoot, int round) => Path.Combine(runRoot, $"policy_round{round}");
+
+    /// <summary>Writes the policy of a finished round (Hugging Face layout), whole or not at all; a resumed run finds it written.</summary>
+    void SaveRoundPolicy(RunDirectory run, int round)
+    {
+        var dir = RoundPolicyDir(run.Root, round);
+        if (Directory.Exists(dir)) return;
+        var tmp = dir + ".tmp";
+        if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+        HfCheckpoint.Write(tmp, _policy, _tok, configExtra: new System.Text.Json.Nodes.JsonObject
+        {
+            ["chatforge"] = new System.Text.Json.Nodes.JsonObject { ["stage"] = "ppo", ["round"] = round, ["base_model"] = _c.Model },
+        });
+        Directory.Move(tmp, dir);
+    }
+
     /// <summary>
     /// model/ with β and the round of the reward model in use in the training state, so a resumed run
     /// continues with both. The round is recorded only once its reward model is complete.
@@ -346,7 +363,7 @@ public sealed class PpoTrainer
             var byPrompt = tasks.GroupBy(p => p.Prompt).ToDictionary(g => g.Key, g => g.First());
             var oracle = new AlignmentOracle(c.Alignment, suite.States);
             var heldOut = AlignmentTasks.EvalSet(tasks, Math.Max(1, c.EvalPrompts / 4)).Select(p => p.Prompt).ToList();
-            return new PromptSet(tasks.Where(p => !p.HeldOut).Select(p => p.Prompt).ToList(), heldOut,
+            return new PromptSet(AlignmentTasks.Balanced(tasks.Where(p => !p.HeldOut), c.Seed).Select(p => p.Prompt).ToList(), heldOut,
                 (p, response) => oracle.Score(byPrompt[p], response), corpora, p => byPrompt.TryGetValue(p, out var a) ? a.Kind : null);
         }
         if (c.Prompts.Count == 0)
@@ -479,7 +496,8 @@ public sealed class PpoTrainer
             m["round"] = round + 1;
             long done = it + 1;
             bool last = done == total;
-            if (last || (c.EvalInterval > 0 && done % c.EvalInterval == 0))
+            bool roundEnd = c.Rounds > 1 && done % c.Iterations == 0;   // each round is evaluated and its policy kept
+            if (last || roundEnd || (c.EvalInterval > 0 && done % c.EvalInterval == 0))
             {
                 lastEval = ppo.Evaluate(evalSeed);
                 foreach (var (k, v) in lastEval) m[k] = v;
@@ -487,6 +505,7 @@ public sealed class PpoTrainer
             m["elapsed_s"] = clock.TotalSeconds;
             metricsLog.Write(done, m);
             RunClock.TrimAfter(done);
+            if (roundEnd && !last) ppo.SaveRoundPolicy(run, (int)(done / c.Iterations));
             if (last || (c.CheckpointInterval > 0 && done % c.CheckpointInterval == 0))
                 ppo.SaveCheckpoint(run, done, clock.TotalSeconds);
             progress?.Invoke(clock.Progress(done, total, m.GetValueOrDefault("rm_score"), m["rollout_tokens_per_second"],
@@ -585,6 +604,19 @@ public sealed class PpoTrainer
         {
             summary["oracle_by_kind"] = ByKind(lastEval);
             summary["sft_oracle_by_kind"] = ByKind(first);
+        }
+        if (c.Rounds > 1)
+        {
+            // Each round's held-out evaluation at its last iteration (the sampled evaluation above; the report adds greedy answers).
+            var perRound = new List<Dictionary<string, object?>>();
+            for (int r = 1; r <= c.Rounds; r++)
+                if (rows.LastOrDefault(x => x["step"] == (double)r * c.Iterations && x.ContainsKey("eval_kl")) is { } e)
+                    perRound.Add(new Dictionary<string, object?>
+                    {
+                        ["round"] = r, [o] = e.GetValueOrDefault("eval_oracle_score", double.NaN), ["rm_score"] = e.GetValueOrDefault("eval_rm_score", double.NaN),
+                        ["kl_to_sft"] = e["eval_kl"], ["oracle_by_kind"] = ByKind(e),
+                    });
+            summary["by_round"] = perRound;
         }
         run.WriteSummary(summary);
         return summary;
