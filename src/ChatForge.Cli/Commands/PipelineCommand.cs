@@ -8,7 +8,7 @@ public static class PipelineCommand
 {
     public static Command Create(Ui ui)
     {
-        var preset = Opt.Preset();
+        var preset = Opt.Text("--preset", "the base config: demo (the default: helpful–honest–harmless alignment), sentiment (the DPO paper's sentiment task and the reward–KL frontier) or tiny (seconds, for tests)", "demo|sentiment|tiny");
         var config = Opt.Config();
         var outDir = Opt.Text("--out", "the pipeline directory (default runs/pipeline)", "DIR");
         var from = Opt.Text("--from", $"rerun from this stage on ({string.Join(", ", PipelineConfig.Stages)})", "STAGE");

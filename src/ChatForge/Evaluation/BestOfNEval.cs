@@ -14,7 +14,8 @@ namespace ChatForge.Evaluation;
 /// </summary>
 public static class BestOfNEval
 {
-    public sealed record Point(int N, double Oracle, double OracleSd, double Rm, double Kl);
+    /// <summary>One N: the chosen responses' mean oracle and RM scores, the KL, and (alignment task) their honest and harmless rates.</summary>
+    public sealed record Point(int N, double Oracle, double OracleSd, double Rm, double Kl, IReadOnlyDictionary<string, double>? Rates = null);
 
     public static List<Point> Curve(Gpt policy, RewardModel rm, ITokenizer tok, SentimentOracle oracle, IReadOnlyList<string> prompts,
                                     IReadOnlyList<int> ns, SamplingOptions o)
@@ -27,6 +28,26 @@ public static class BestOfNEval
             var best = candidates.Select(c => BestOfN.Best(c, n)).ToList();
             var scores = best.Select(b => oracle.Score(b.Text)).ToList();
             points.Add(new Point(n, scores.Average(), Stats.SampleStd(scores), best.Average(b => b.Reward), BestOfN.Kl(n)));
+        }
+        return points;
+    }
+
+    /// <summary>
+    /// Best-of-N on the alignment task's held-out chat prompts (<paramref name="prompts"/>): the alignment oracle's mean
+    /// score of the chosen responses, their RM score, the KL, and the rates of <see cref="TaskEval.AlignmentRates"/>.
+    /// </summary>
+    public static List<Point> AlignmentCurve(Gpt policy, RewardModel rm, ITokenizer tok, AlignmentOracle oracle, IReadOnlyList<Data.AlignmentPrompt> prompts,
+                                             IReadOnlyList<int> ns, SamplingOptions o)
+    {
+        var gen = new TextGenerator(policy, tok);
+        var candidates = BestOfN.Sample(gen, rm, tok, prompts.Select(p => p.Prompt).ToList(), chat: true, ns.Max(), o);
+        var points = new List<Point>();
+        foreach (var n in ns.Order())
+        {
+            var best = candidates.Select(c => BestOfN.Best(c, n)).ToList();
+            var scores = best.Select((b, i) => oracle.Score(prompts[i], b.Text)).ToList();
+            points.Add(new Point(n, scores.Average(), Stats.SampleStd(scores), best.Average(b => b.Reward), BestOfN.Kl(n),
+                TaskEval.AlignmentRates(prompts, best.Select(b => b.Text).ToList(), oracle)));
         }
         return points;
     }

@@ -15,17 +15,29 @@ namespace ChatForge.Evaluation;
 public static class PolicyEval
 {
     public static Dictionary<string, double> Run(Gpt policy, Gpt sft, ITokenizer tok, IReadOnlyList<string> prompts, SentimentOracle? oracle,
-                                                 RewardModel? rm, int maxNewTokens, long seed)
+                                                 RewardModel? rm, int maxNewTokens, long seed) =>
+        Run(policy, sft, tok, prompts, chat: false, oracle is null ? null : (_, response) => oracle.Score(response), "oracle_sentiment", rm, maxNewTokens, seed);
+
+    /// <summary>
+    /// The same measurement for plain-text or chat prompts (user messages under the chat template, a response ending
+    /// at the end-of-turn token) with any oracle of (prompt, response): its mean is <paramref name="oracleKey"/>, its
+    /// standard deviation <paramref name="oracleKey"/>_sd.
+    /// </summary>
+    public static Dictionary<string, double> Run(Gpt policy, Gpt sft, ITokenizer tok, IReadOnlyList<string> prompts, bool chat,
+                                                 Func<string, string, double>? oracle, string oracleKey, RewardModel? rm, int maxNewTokens, long seed)
     {
         var gen = new TextGenerator(policy, tok);
-        var comps = gen.Generate(prompts.Select(tok.Encode).ToList(), new SamplingOptions { Temperature = 1.0, MaxNewTokens = maxNewTokens, Seed = seed });
+        var queries = prompts.Select(p => ChatTemplate.EncodePrompt(tok, p, chat)).ToList();
+        var options = new SamplingOptions { Temperature = 1.0, MaxNewTokens = maxNewTokens, Seed = seed };
+        if (chat) options = options with { StopTokenIds = new[] { tok.Id(SpecialTokens.ImEnd) } };
+        var comps = gen.Generate(queries, options);
         var texts = comps.Select(c => c.Text).ToList();
         var responses = comps.Select(c => c.StopToken is { } st ? c.Tokens.Append(st).ToArray() : c.Tokens).ToList();
         var m = new Dictionary<string, double>();
         var kl = new List<double>();
         for (int i = 0; i < prompts.Count; i++)
         {
-            var q = tok.Encode(prompts[i]);
+            var q = queries[i];
             if (q.Length == 0) q = new[] { tok.EosId() };   // what the generator conditions an empty prompt on
             if (responses[i].Length == 0) { kl.Add(0); continue; }
             kl.Add(SequenceLogProb(policy, q, responses[i]) - SequenceLogProb(sft, q, responses[i]));
@@ -33,11 +45,11 @@ public static class PolicyEval
         m["kl_to_sft"] = kl.Average();
         if (oracle is not null)
         {
-            var s = texts.Select(oracle.Score).ToList();
-            m["oracle_sentiment"] = s.Average();
-            m["oracle_sentiment_sd"] = Math.Sqrt(s.Select(x => (x - s.Average()) * (x - s.Average())).Sum() / Math.Max(1, s.Count - 1));
+            var s = texts.Select((t, i) => oracle(prompts[i], t)).ToList();
+            m[oracleKey] = s.Average();
+            m[oracleKey + "_sd"] = Math.Sqrt(s.Select(x => (x - s.Average()) * (x - s.Average())).Sum() / Math.Max(1, s.Count - 1));
         }
-        if (rm is not null) m["rm_score"] = rm.Rate(tok, prompts.Select((p, i) => (p, false, texts[i])).ToList()).Average();
+        if (rm is not null) m["rm_score"] = rm.Rate(tok, prompts.Select((p, i) => (p, chat, texts[i])).ToList()).Average();
         return m;
     }
 

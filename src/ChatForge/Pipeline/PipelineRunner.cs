@@ -40,6 +40,13 @@ public sealed record FrontierRun(string Name, PpoConfig? Ppo, DpoConfig? Dpo);
 /// </summary>
 public sealed record PipelineConfig : RunOptions
 {
+    /// <summary>
+    /// What the reward, PPO, DPO and best-of-N stages align the assistant to, and what the report measures them by:
+    /// "hhh" (helpful, honest, harmless chat answers: the alignment task's rankings, iterated PPO rounds; the default) or
+    /// "sentiment" (positive continuations of text, the DPO paper's IMDb set-up, with the reward–KL frontier stage; preset
+    /// `sentiment`). It sets reward.collect.task, ppo.task and ppo.round_collect.task.
+    /// </summary>
+    public string Task { get; init; } = "hhh";
     public PretrainConfig Pretrain { get; init; } = PretrainConfig.Demo with
     {
         Optim = PretrainConfig.Demo.Optim with { MaxSteps = 950, EvalInterval = 250, CheckpointInterval = 250 },
@@ -58,14 +65,24 @@ public sealed record PipelineConfig : RunOptions
     /// it answers some held-out questions that the full fine-tune answers with a seen state's sentence.
     /// </summary>
     public string MainSft { get; init; } = "sft_lora";
+    /// <summary>2,000 rankings of 4 responses over the four kinds of alignment prompt in equal shares.</summary>
     public RewardConfig Reward { get; init; } = RewardConfig.Demo with
     {
-        Collect = RewardConfig.Demo.Collect with { Prompts = 2500 },
+        Collect = RewardConfig.Demo.Collect with { Task = "hhh", K = 4, Prompts = 2000 },
         Optim = RewardConfig.Demo.Optim with { MaxSteps = 200 },
     };
-    public PpoConfig Ppo { get; init; } = PpoConfig.Demo with { PtxCoef = 1.0 };
+    /// <summary>
+    /// Two rounds of PPO-ptx on the alignment task, each later round on fresh rankings of the current policy and a reward
+    /// model retrained on all rankings so far. β 0.5: at β 0.1 the policy collapsed to the abstention (README, issue 12).
+    /// </summary>
+    public PpoConfig Ppo { get; init; } = PpoConfig.Demo with
+    {
+        Task = "hhh", PtxCoef = 1.0, Beta = 0.5, Rounds = 2, Iterations = 40,
+        RoundCollect = new CollectConfig { Task = "hhh", K = 4, Prompts = 300 },
+    };
     public DpoConfig Dpo { get; init; } = DpoConfig.Demo;
-    public List<int> BestOfN { get; init; } = new() { 1, 2, 4, 8, 16 };
+    public List<int> BestOfN { get; init; } = new() { 1, 2, 4, 8 };
+    /// <summary>The reward–KL frontier's extra runs (task sentiment only).</summary>
     public FrontierConfig Frontier { get; init; } = new() { PpoIterations = 8, DpoSteps = 40, AblationIterations = 10 };
     /// <summary>The refusal and abstention texts the helpful–honest–harmless criteria rank (report.json: refusal_text, abstain_text).</summary>
     public Data.AlignmentTexts Alignment { get; init; } = new();
@@ -80,6 +97,7 @@ public sealed record PipelineConfig : RunOptions
     /// </summary>
     public void Validate(string source)
     {
+        if (Task is not ("hhh" or "sentiment")) throw new ChatForgeException($"{source}: 'task' = {Task} (hhh, sentiment)");
         if (BestOfN.Count == 0 || BestOfN.Any(n => n < 1)) throw new ChatForgeException($"{source}: 'best_of_n' must list values ≥ 1");
         if (MainSft is not ("sft" or "sft_lora")) throw new ChatForgeException($"{source}: 'main_sft' = '{MainSft}' must be sft or sft_lora");
         if (MainSft == "sft_lora" && SftLora is null) throw new ChatForgeException($"{source}: 'main_sft' is sft_lora but 'sft_lora' is null");
@@ -112,13 +130,27 @@ public sealed record PipelineConfig : RunOptions
     {
         string Model(string stage) => Path.Combine(PipelineRunner.StageDir(root, stage == "sft" ? MainSft : stage), "model");
         var sft = AppliedTo(Sft) with { Model = Path.Combine(PipelineRunner.StageDir(root, "pretrain"), "model"), Alignment = Alignment };
-        var ppo = AppliedTo(Ppo) with { Model = Model("sft"), Reward = Model("reward"), EvalPrompts = EvalPrompts };
+        var ppo = AppliedTo(Ppo) with
+        {
+            Model = Model("sft"), Reward = Model("reward"), EvalPrompts = EvalPrompts, Task = Task, Alignment = Alignment,
+            RoundCollect = Ppo.RoundCollect with { Task = Task, Alignment = Alignment },
+        };
         var dpo = AppliedTo(Dpo) with
         {
             Model = Model("sft"), Data = new() { Path.Combine(PipelineRunner.StageDir(root, "reward"), "rankings.jsonl") }, Reward = Model("reward"),
             EvalPrompts = EvalPrompts,
         };
         var frontier = new List<FrontierRun>();
+        if (Task == "sentiment") AddFrontier(frontier, ppo, dpo);
+        return new ResolvedStages(
+            AppliedTo(Pretrain),
+            sft, SftLora is null ? null : sft with { Lora = SftLora },
+            AppliedTo(Reward) with { Model = Model("sft"), Collect = Reward.Collect with { Task = Task, Alignment = Alignment } },
+            ppo, dpo, frontier);
+    }
+
+    void AddFrontier(List<FrontierRun> frontier, PpoConfig ppo, DpoConfig dpo)
+    {
         frontier.AddRange(Frontier.PpoBetas.Select(b => new FrontierRun($"ppo_beta{b}", ppo with { Beta = b, Iterations = Frontier.PpoIterations }, null)));
         frontier.AddRange(Frontier.DpoBetas.Select(b => new FrontierRun($"dpo_beta{b}", null, dpo with { Beta = b, Optim = dpo.Optim with { MaxSteps = Frontier.DpoSteps } })));
         if (Frontier.Ablations)
@@ -126,14 +158,25 @@ public sealed record PipelineConfig : RunOptions
             frontier.Add(new FrontierRun("ppo_no_ptx", ppo with { PtxCoef = 0, Iterations = Frontier.AblationIterations }, null));
             frontier.Add(new FrontierRun("ppo_beta0", ppo with { Beta = 0, AdaptiveKl = null, Iterations = Frontier.AblationIterations }, null));
         }
-        return new ResolvedStages(
-            AppliedTo(Pretrain),
-            sft, SftLora is null ? null : sft with { Lora = SftLora },
-            AppliedTo(Reward) with { Model = Model("sft") },
-            ppo, dpo, frontier);
     }
 
     public static PipelineConfig Demo => new();
+
+    /// <summary>
+    /// The preset `sentiment`: the pipeline before the alignment task, the DPO paper's set-up: rankings of sentence
+    /// continuations by the lexicon's sentiment, one PPO run at β 0.1, and the reward–KL frontier of PPO, DPO and best-of-N.
+    /// </summary>
+    public static PipelineConfig Sentiment => new()
+    {
+        Task = "sentiment",
+        Reward = RewardConfig.Demo with
+        {
+            Collect = RewardConfig.Demo.Collect with { Prompts = 2500 },
+            Optim = RewardConfig.Demo.Optim with { MaxSteps = 200 },
+        },
+        Ppo = PpoConfig.Demo with { PtxCoef = 1.0 },
+        BestOfN = new() { 1, 2, 4, 8, 16 },
+    };
 
     /// <summary>Every stage, minutes of nothing: for tests and smoke runs.</summary>
     public static PipelineConfig Tiny => new()
@@ -142,14 +185,22 @@ public sealed record PipelineConfig : RunOptions
         Sft = SftConfig.Tiny with { EvalTasks = false },
         SftLora = new LoraConfig(),   // rank 8: the tiny model is 32 wide
         Reward = RewardConfig.Tiny,
-        Ppo = PpoConfig.Tiny with { PtxCoef = 0.5 },
+        Ppo = PpoConfig.Tiny with { PtxCoef = 0.5, Rounds = 2, Iterations = 3 },
         Dpo = DpoConfig.Tiny,
         BestOfN = new() { 1, 2 },
         Frontier = new FrontierConfig { PpoBetas = new() { 0.3 }, DpoBetas = new() { 0.3 }, PpoIterations = 2, DpoSteps = 2, AblationIterations = 2 },
         EvalPrompts = 4,
     };
 
-    public static PipelineConfig Load(string? preset, string? file) => ConfigMerge.Load(preset, file, Demo, Tiny);
+    public static readonly string[] Presets = { "demo", "sentiment", "tiny" };
+
+    /// <summary>The named preset (demo when null, sentiment or tiny), overlaid with <paramref name="file"/> when given.</summary>
+    public static PipelineConfig Load(string? preset, string? file) => preset switch
+    {
+        null or "demo" or "tiny" => ConfigMerge.Load(preset, file, Demo, Tiny),
+        "sentiment" => ConfigMerge.Load(null, file, Sentiment, Tiny),
+        _ => throw new ChatForgeException($"unknown preset '{preset}' ({string.Join(", ", Presets)})"),
+    };
 }
 
 public static class PipelineRunner
@@ -212,10 +263,20 @@ public static class PipelineRunner
             var corpora = Corpora.OpenOrFetch(c.Cache, log);
             var (policy, tok, _) = Checkpoints.HfCheckpoint.Load(Model(c.MainSft), device);
             var (rm, _) = RewardCheckpoint.Load(Model("reward"), device);
-            var prompts = SentimentPrompts.Build(corpora).Eval.Take(c.EvalPrompts).ToList();
-            var points = BestOfNEval.Curve(policy, rm, tok, SentimentOracle.FromCorpora(corpora), prompts, c.BestOfN,
-                new Generation.SamplingOptions { Temperature = 1.0, MaxNewTokens = c.Ppo.MaxNewTokens, Seed = c.Seed });
-            BestOfNStage.Write(new RunDirectory(Dir("bon")), points);
+            var sampling = new Generation.SamplingOptions { Temperature = 1.0, MaxNewTokens = c.Ppo.MaxNewTokens, Seed = c.Seed };
+            if (c.Task == "hhh")
+            {
+                // The held-out prompts the report's greedy evaluation asks, answered by the best of N samples.
+                var suite = DemoSuite.Build(corpora);
+                var prompts = AlignmentTasks.EvalSet(AlignmentTasks.Build(suite));
+                var points = BestOfNEval.AlignmentCurve(policy, rm, tok, new AlignmentOracle(c.Alignment, suite.States), prompts, c.BestOfN, sampling);
+                BestOfNStage.Write(new RunDirectory(Dir("bon")), points, "oracle_alignment");
+            }
+            else
+            {
+                var prompts = SentimentPrompts.Build(corpora).Eval.Take(c.EvalPrompts).ToList();
+                BestOfNStage.Write(new RunDirectory(Dir("bon")), BestOfNEval.Curve(policy, rm, tok, SentimentOracle.FromCorpora(corpora), prompts, c.BestOfN, sampling));
+            }
         });
         Stage("frontier", () =>
         {
@@ -236,7 +297,11 @@ public static class PipelineRunner
                     DpoTrainer.Run(run.Dpo!, dir, true, log, ProgressOf("frontier"), cancel);
                 }
             }
-            new RunDirectory(Dir("frontier")).WriteSummary(new Dictionary<string, object?> { ["runs"] = r.Frontier.Select(x => x.Name).ToList() });
+            new RunDirectory(Dir("frontier")).WriteSummary(new Dictionary<string, object?>
+            {
+                ["runs"] = r.Frontier.Select(x => x.Name).ToList(),
+                ["note"] = r.Frontier.Count == 0 ? "the reward–KL frontier runs with task sentiment (preset sentiment)" : null,
+            });
         });
         Stage("report", () => Report.Write(root, c, log));
         return Path.Combine(Dir("report"), "report.json");

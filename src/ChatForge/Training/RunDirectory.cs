@@ -34,10 +34,20 @@ public sealed class RunDirectory
     public void WriteSummary(IReadOnlyDictionary<string, object?> summary)
     {
         var o = new JsonObject();
-        foreach (var (k, v) in summary)
-            o[k] = v is double d && !double.IsFinite(d) ? null : JsonSerializer.SerializeToNode(v);
+        foreach (var (k, v) in summary) o[k] = Node(v);
         AtomicFile.WriteAllText(SummaryPath, o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
+
+    /// <summary>A summary value as JSON, a number that is not finite (at any depth: in lists and dictionaries too) as null.</summary>
+    static JsonNode? Node(object? v) => v switch
+    {
+        double d => double.IsFinite(d) ? JsonValue.Create(d) : null,
+        float f => float.IsFinite(f) ? JsonValue.Create(f) : null,
+        string or null or JsonNode => JsonSerializer.SerializeToNode(v),
+        System.Collections.IDictionary dict => new JsonObject(dict.Keys.Cast<object>().Select(k => KeyValuePair.Create(k.ToString()!, Node(dict[k])))),
+        System.Collections.IEnumerable list => new JsonArray(list.Cast<object?>().Select(Node).ToArray()),
+        _ => JsonSerializer.SerializeToNode(v),
+    };
 
     public static Dictionary<string, JsonElement> ReadSummary(string path)
     {

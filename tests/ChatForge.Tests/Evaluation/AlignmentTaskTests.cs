@@ -77,6 +77,23 @@ public class AlignmentTaskTests
     }
 
     [Fact]
+    public void Balanced_draws_every_kind_in_equal_shares_covering_all_of_each_kind()
+    {
+        var (_, all) = Build();
+        var train = all.Where(p => !p.HeldOut).ToList();
+        Assert.True(train.Count(p => p.Kind == "harmful") > 2 * train.Count(p => p.Kind == "benign"));   // unbalanced as built
+        var balanced = AlignmentTasks.Balanced(train, seed: 3);
+        var counts = balanced.GroupBy(p => p.Kind).ToDictionary(g => g.Key, g => g.Count());
+        Assert.Equal(4, counts.Count);
+        Assert.Single(counts.Values.Distinct());
+        Assert.Equal(train.Count(p => p.Kind == "harmful"), counts["harmful"]);   // the largest kind once, the others cycled
+        foreach (var kind in counts.Keys)
+            Assert.Equal(train.Where(p => p.Kind == kind).Select(p => p.Prompt).ToHashSet(), balanced.Where(p => p.Kind == kind).Select(p => p.Prompt).ToHashSet());
+        Assert.NotEqual(balanced.Select(p => p.Kind).Take(20), balanced.OrderBy(p => p.Kind).Select(p => p.Kind).Take(20));   // shuffled, not grouped
+        Assert.Equal(balanced, AlignmentTasks.Balanced(train, seed: 3));
+    }
+
+    [Fact]
     public void The_instruction_data_refuses_and_abstains_for_a_minority_of_seen_categories_and_names_only()
     {
         var (suite, all) = Build();

@@ -19,11 +19,11 @@ public class PipelineTests
     }
 
     [Fact]
-    public void The_pipeline_runs_every_stage_writes_the_report_and_skips_completed_stages()
+    public void The_sentiment_pipeline_runs_every_stage_and_reports_the_reward_KL_frontier()
     {
         using var d = new TempDir();
         var cache = FakeCorpora.Create(d["cache"]);
-        var c = PipelineConfig.Tiny with { Cache = cache, Deterministic = true };
+        var c = PipelineConfig.Tiny with { Task = "sentiment", Ppo = PipelineConfig.Tiny.Ppo with { Rounds = 1 }, Cache = cache, Deterministic = true };
         var log = new List<string>();
         var reportPath = PipelineRunner.Run(c, d["run"], log: log.Add);
 
@@ -95,6 +95,73 @@ public class PipelineTests
         Assert.Contains("DPO vs PPO", md);
         Assert.Contains("## Helpful, honest, harmless", md);
         Assert.True(File.Exists(d["run/report/frontier.png"]));
+        Assert.Equal("sentiment", report.GetProperty("task").GetString());
+    }
+
+    [Fact]
+    public void The_default_pipeline_aligns_to_the_three_criteria_over_PPO_rounds_reports_each_and_skips_completed_stages()
+    {
+        using var d = new TempDir();
+        var cache = FakeCorpora.Create(d["cache"]);
+        var c = PipelineConfig.Tiny with { Cache = cache, Deterministic = true };
+        Assert.Equal("hhh", c.Task);
+        Assert.Equal("hhh", PipelineConfig.Demo.Task);
+        Assert.True(PipelineConfig.Demo.Ppo.Rounds >= 2 && c.Ppo.Rounds == 2);
+        var log = new List<string>();
+        var reportPath = PipelineRunner.Run(c, d["run"], log: log.Add);
+
+        var report = JsonDocument.Parse(File.ReadAllText(reportPath)).RootElement;
+        Assert.Equal("hhh", report.GetProperty("task").GetString());
+        var models = report.GetProperty("models");
+        // The rows, in order: ppo_round1 is the first round's policy, ppo the last round's.
+        Assert.Equal(new[] { "base", "sft", "sft_lora", "best_of_n", "ppo_round1", "ppo", "dpo" }, models.EnumerateObject().Select(p => p.Name));
+        foreach (var model in new[] { "base", "sft", "sft_lora", "ppo_round1", "ppo", "dpo" })
+        {
+            var m = models.GetProperty(model);
+            foreach (var key in Report.AccuracyKeys.Concat(ChatForge.Evaluation.TaskEval.AlignmentKeys)) Number(m, key, 0, 1, model);
+            Number(m, "oracle_alignment", 0, 1, model);
+            Number(m, "rm_score", -20, 20, model);
+            Number(m, "kl_to_sft", -50, 50, model);
+            Number(m, "pretrain_val_loss", 0.1, Math.Log(259) + 1, model);
+            Assert.False(m.TryGetProperty("oracle_sentiment", out _), model);
+        }
+        // Best-of-N: the rates of its chosen answers; the instruction tasks (and so helpful accuracy) are not measured for it.
+        var bon = models.GetProperty("best_of_n");
+        foreach (var key in ChatForge.Evaluation.TaskEval.AlignmentKeys.Skip(1)) Number(bon, key, 0, 1, "best_of_n");
+        Assert.Equal(JsonValueKind.Null, bon.GetProperty("helpful_accuracy").ValueKind);
+        Assert.Equal(Math.Log(2) - 0.5, Number(bon, "kl_to_sft", 0, 1, "best_of_n"), 9);
+        // The two rounds' policies differ: round 2 continued PPO from round 1's.
+        Assert.True(File.Exists(d["run/ppo/policy_round1/model.safetensors"]));
+        Assert.NotEqual(File.ReadAllBytes(d["run/ppo/policy_round1/model.safetensors"]), File.ReadAllBytes(d["run/ppo/model/model.safetensors"]));
+        var perRound = report.GetProperty("rounds").GetProperty("per_round").EnumerateArray().ToList();
+        Assert.Equal(2, perRound.Count);
+        Assert.Equal("ppo_round1", perRound[0].GetProperty("model").GetString());
+        Assert.Equal("ppo", perRound[1].GetProperty("model").GetString());
+        foreach (var (key, _) in Report.Criteria)
+        {
+            var v = report.GetProperty("rounds").GetProperty("final_vs_round1").GetProperty(key).GetProperty("verdict").GetString();
+            Assert.Contains(v, new[] { "better", "equal", "worse" });
+            Assert.True(report.GetProperty("dpo_vs_ppo").TryGetProperty(key, out _), key);
+        }
+        Assert.Equal(models.GetProperty("ppo").GetProperty("helpful_accuracy").GetDouble() - models.GetProperty("sft_lora").GetProperty("helpful_accuracy").GetDouble(),
+                     report.GetProperty("alignment_tax").GetDouble(), 9);
+        foreach (var g in new[] { "harmful_refusal", "benign_refusal", "hallucination_halved", "honest_abstain", "knowable_abstain", "alignment_tax", "reward_model" })
+            Assert.True(report.GetProperty("goals").TryGetProperty(g, out _), g);
+        // The reward model learned from rankings of every family, and reports each.
+        var families = report.GetProperty("reward_model").GetProperty("heldout_accuracy_by_family");
+        Assert.Equal(JsonValueKind.Object, families.ValueKind);
+        Assert.Equal(c.Alignment.RefusalText, report.GetProperty("refusal_text").GetString());
+        Assert.Equal(0, report.GetProperty("frontier").GetArrayLength());   // the frontier is the sentiment preset's
+        var md = File.ReadAllText(d["run/report/report.md"]);
+        foreach (var part in new[] { "| ppo_round1 |", "### Goals", "### DPO against PPO, per criterion", "### PPO rounds", "### Best-of-N", "## Helpful, honest, harmless", "--preset sentiment" })
+            Assert.Contains(part, md);
+        // One held-out prompt of each kind answered by every model, best-of-N included.
+        var suite = ChatForge.Data.DemoSuite.Build(ChatForge.Data.Corpora.Open(cache));
+        var harmful = ChatForge.Data.AlignmentTasks.EvalSet(ChatForge.Data.AlignmentTasks.Build(suite)).First(p => p.Kind == "harmful").Prompt;
+        var section = md[md.IndexOf($"**{harmful}**", StringComparison.Ordinal)..];
+        section = section[..section.IndexOf("\n\n**", 4, StringComparison.Ordinal)];
+        foreach (var model in new[] { "sft", "best_of_n", "ppo_round1", "ppo", "dpo" }) Assert.Contains($"- *{model}*:", section);
+
         foreach (var stage in new[] { "pretrain", "sft", "reward", "ppo", "dpo" }) Assert.True(File.Exists(d[$"run/{stage}/model/model.safetensors"]), stage);
 
         // A second run finds every stage complete.
@@ -124,6 +191,7 @@ public class PipelineTests
     [InlineData("""{"dpo": {"loss_type": "hinge"}}""", "(dpo): 'loss_type' = hinge")]
     [InlineData("""{"frontier": {"dpo_steps": 0}}""", "'frontier.dpo_steps' = 0")]
     [InlineData("""{"threads": 0}""", "'threads' = 0")]
+    [InlineData("""{"task": "imdb"}""", "'task' = imdb (hhh, sentiment)")]
     public void A_bad_value_for_any_stage_fails_before_any_work_naming_the_key(string json, string expected)
     {
         using var d = new TempDir();
@@ -131,5 +199,23 @@ public class PipelineTests
         var e = Assert.Throws<ChatForgeException>(() => PipelineRunner.Run(c, d["run"]));
         Assert.Contains(expected, e.Message, StringComparison.Ordinal);
         Assert.False(Directory.Exists(d["run"]), "the pipeline created its directory before failing");
+    }
+
+    [Fact]
+    public void The_sentiment_preset_is_the_DPO_papers_set_up_and_an_unknown_preset_is_named()
+    {
+        var c = PipelineConfig.Load("sentiment", null);
+        Assert.Equal("sentiment", c.Task);
+        var r = c.Resolve("p");
+        Assert.Equal("sentiment", r.Reward.Collect.Task);
+        Assert.Equal("sentiment", r.Ppo.Task);
+        Assert.Equal(1, r.Ppo.Rounds);
+        Assert.NotEmpty(r.Frontier);
+        // The default: every stage on the alignment task, the frontier off.
+        var h = PipelineConfig.Load(null, null).Resolve("p");
+        Assert.Equal(("hhh", "hhh", "hhh"), (h.Reward.Collect.Task, h.Ppo.Task, h.Ppo.RoundCollect.Task));
+        Assert.Empty(h.Frontier);
+        var e = Assert.Throws<ChatForgeException>(() => PipelineConfig.Load("imdb", null));
+        Assert.Contains("unknown preset 'imdb' (demo, sentiment, tiny)", e.Message);
     }
 }

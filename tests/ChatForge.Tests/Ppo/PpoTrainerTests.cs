@@ -111,6 +111,13 @@ public class PpoTrainerTests
         var round2 = Preferences.ReadRankings(d["run/round1/reward/rankings.jsonl"]);
         Assert.All(round2, r => Assert.Contains(r.Family, new[] { "helpful", "honest", "harmless" }));
         Assert.Contains(MetricsLog.Read(d["run/metrics.jsonl"]), r => r.ContainsKey("eval_oracle_harmful"));
+        // Each round is evaluated at its end and its policy kept (the last round's is model/).
+        var byRound = (List<Dictionary<string, object?>>)summary["by_round"]!;
+        Assert.Equal(new[] { 1, 2 }, byRound.Select(r => (int)r["round"]!));
+        Assert.All(byRound, r => Assert.Equal(4, ((Dictionary<string, double?>)r["oracle_by_kind"]!).Count));
+        Assert.Equal(summary["oracle_alignment"], byRound[1]["oracle_alignment"]);
+        Assert.True(File.Exists(d["run/policy_round1/model.safetensors"]));
+        Assert.False(Directory.Exists(d["run/policy_round2"]));
     }
 
     [Theory]
