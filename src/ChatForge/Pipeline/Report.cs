@@ -233,8 +233,8 @@ public static class Report
         {
             double? V(string m) => models[m]?[key] is JsonNode n ? (double)n : null;
             double? sft = V(mainSft), ppo = V("ppo"), dpo = V("dpo");
-            double? ppoGain = sft is null || ppo is null ? null : better * (ppo - sft);
-            double? dpoGain = sft is null || dpo is null ? null : better * (dpo - sft);
+            double? ppoGain = sft is null || ppo is null ? null : better * (ppo - sft) + 0.0;   // + 0.0: no "-0.000" for no change
+            double? dpoGain = sft is null || dpo is null ? null : better * (dpo - sft) + 0.0;
             o[key] = new JsonObject
             {
                 ["ppo_gain"] = ppoGain, ["dpo_gain"] = dpoGain,
