@@ -8,6 +8,7 @@ using ChatForge.Labeling;
 using ChatForge.Modeling;
 using ChatForge.Native;
 using ChatForge.Pipeline;
+using ChatForge.Tokenization;
 using ChatForge.Training;
 
 namespace ChatForge.Cli.Commands;
@@ -85,7 +86,7 @@ public static class RateCommand
         verb.SetAction(r =>
         {
             var (rm, tok) = RewardCheckpoint.Load(r.GetValue(model)!, TorchRuntime.ResolveDevice(r.GetValue(device) ?? "auto"));
-            var score = rm.Rate(tok, new[] { (r.GetValue(prompt)!, r.GetValue(chat), r.GetValue(response)!) }, normalize: !r.GetValue(raw))[0];
+            var score = rm.Rate(tok, new[] { ((ChatPrompt)r.GetValue(prompt)!, r.GetValue(chat), r.GetValue(response)!) }, normalize: !r.GetValue(raw))[0];
             ui.Out.WriteLine(score.ToString("F6", CultureInfo.InvariantCulture));
             return 0;
         });
@@ -121,7 +122,7 @@ public static class BonCommand
             if (count < 1) throw new ChatForgeException($"--n must be ≥ 1, got {count}");
             if (r.GetValue(prompt) is { } single)
             {
-                var c = BestOfN.Sample(new TextGenerator(pol, tok), rm, tok, new[] { single }, r.GetValue(chat), count, o)[0];
+                var c = BestOfN.Sample(new TextGenerator(pol, tok), rm, tok, new ChatPrompt[] { single }, r.GetValue(chat), count, o)[0];
                 var best = BestOfN.Best(c, count);
                 ui.Log($"best of {count}: reward {best.Reward:F3} (candidates {string.Join(", ", c.Select(x => x.Reward.ToString("F2", CultureInfo.InvariantCulture)))})");
                 ui.Out.WriteLine(best.Text);

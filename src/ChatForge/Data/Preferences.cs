@@ -7,16 +7,16 @@ namespace ChatForge.Data;
 
 /// <summary>
 /// A prompt with K responses ranked by a labeler. <see cref="Ranks"/>[i] is the rank of response i
-/// (1 = best; equal ranks are ties). <see cref="Chat"/>: the prompt is a user message (TRL's
-/// conversational format), else plain text that the response continues. <see cref="OracleScores"/>:
+/// (1 = best; equal ranks are ties). <see cref="Chat"/>: the prompt is a conversation ending in a user message (TRL's
+/// conversational format, its earlier turns in the prompt's history), else plain text that the response continues. <see cref="OracleScores"/>:
 /// the noiseless oracle's scores, when known (kept for evaluation). <see cref="Family"/>: the alignment criterion the
 /// prompt tests ("helpful", "honest", "harmless"), when known, for per-family accuracies.
 /// </summary>
-public sealed record Ranking(string Prompt, bool Chat, IReadOnlyList<string> Responses, IReadOnlyList<int> Ranks, IReadOnlyList<double>? OracleScores = null,
+public sealed record Ranking(ChatPrompt Prompt, bool Chat, IReadOnlyList<string> Responses, IReadOnlyList<int> Ranks, IReadOnlyList<double>? OracleScores = null,
                              string? Family = null);
 
 /// <summary>TRL's preference pair.</summary>
-public sealed record PreferencePair(string Prompt, bool Chat, string Chosen, string Rejected);
+public sealed record PreferencePair(ChatPrompt Prompt, bool Chat, string Chosen, string Rejected);
 
 public static class Preferences
 {
@@ -30,8 +30,9 @@ public static class Preferences
                 if (r.Ranks[i] < r.Ranks[j]) yield return new PreferencePair(r.Prompt, r.Chat, r.Responses[i], r.Responses[j]);
     }
 
-    static JsonNode PromptNode(string prompt, bool chat) =>
-        chat ? new JsonArray(new JsonObject { ["role"] = "user", ["content"] = prompt }) : JsonValue.Create(prompt)!;
+    static JsonNode PromptNode(ChatPrompt prompt, bool chat) =>
+        chat ? new JsonArray(prompt.Messages.Select(m => (JsonNode)new JsonObject { ["role"] = m.Role, ["content"] = m.Content }).ToArray())
+             : JsonValue.Create(prompt.Text)!;
     static JsonNode ResponseNode(string response, bool chat) =>
         chat ? new JsonArray(new JsonObject { ["role"] = "assistant", ["content"] = response }) : JsonValue.Create(response)!;
 
@@ -59,17 +60,29 @@ public static class Preferences
             ["rejected"] = ResponseNode(p.Rejected, p.Chat),
         }.ToJsonString(Compact) + "\n")));
 
-    /// <summary>A prompt: a string (standard) or [{"role":"user","content":…}] (conversational).</summary>
-    static (string Text, bool Chat) ReadPrompt(JsonElement e, string where)
+    /// <summary>
+    /// A prompt: a string (standard), or a list of messages ending in the user's (conversational): the earlier ones,
+    /// system, user and assistant turns, are its history.
+    /// </summary>
+    public static (ChatPrompt Prompt, bool Chat) ReadPrompt(JsonElement e, string where)
     {
         if (e.ValueKind == JsonValueKind.String) return (e.GetString()!, false);
-        if (e.ValueKind == JsonValueKind.Array && e.GetArrayLength() >= 1)
+        if (e.ValueKind != JsonValueKind.Array || e.GetArrayLength() == 0)
+            throw new ChatForgeException($"{where}: 'prompt' must be a string or a list of messages");
+        var messages = new List<ChatMessage>();
+        int i = 0;
+        foreach (var m in e.EnumerateArray())
         {
-            var last = e[e.GetArrayLength() - 1];
-            if (last.ValueKind == JsonValueKind.Object && last.TryGetProperty("content", out var c) && c.ValueKind == JsonValueKind.String)
-                return (c.GetString()!, true);
+            if (m.ValueKind != JsonValueKind.Object || !m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String
+                || !m.TryGetProperty("content", out var content) || content.ValueKind != JsonValueKind.String)
+                throw new ChatForgeException($"{where}: 'prompt[{i}]' must be a message {{\"role\": …, \"content\": \"…\"}}");
+            if (!ChatTemplate.Roles.Contains(role.GetString()))
+                throw new ChatForgeException($"{where}: 'prompt[{i}].role' = {role.GetString()} (system, user, assistant)");
+            messages.Add(new ChatMessage(role.GetString()!, content.GetString()!));
+            i++;
         }
-        throw new ChatForgeException($"{where}: 'prompt' must be a string or a list of messages");
+        if (messages[^1].Role != "user") throw new ChatForgeException($"{where}: 'prompt' must end with a user message (its last is '{messages[^1].Role}')");
+        return (new ChatPrompt(messages[^1].Content, messages.Take(messages.Count - 1).ToList()), true);
     }
 
     static string ReadResponse(JsonElement e, string where, string key)
@@ -119,8 +132,8 @@ public static class Preferences
         return list;
     }
 
-    /// <summary>Prompt + response as model input: plain concatenation, or the chat template (user, assistant).</summary>
-    public static (int[] Ids, int ResponseStart) Encode(ITokenizer tok, string prompt, bool chat, string response, int maxLen)
+    /// <summary>Prompt + response as model input: plain concatenation, or the chat template (the prompt's turns, the assistant's).</summary>
+    public static (int[] Ids, int ResponseStart) Encode(ITokenizer tok, ChatPrompt prompt, bool chat, string response, int maxLen)
     {
         var p = ChatTemplate.EncodePrompt(tok, prompt, chat);
         var r = tok.Encode(response).Append(chat ? tok.Id(SpecialTokens.ImEnd) : tok.EosId()).ToArray();

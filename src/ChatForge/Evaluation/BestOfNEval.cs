@@ -21,7 +21,7 @@ public static class BestOfNEval
                                     IReadOnlyList<int> ns, SamplingOptions o)
     {
         var gen = new TextGenerator(policy, tok);
-        var candidates = BestOfN.Sample(gen, rm, tok, prompts, chat: false, ns.Max(), o);
+        var candidates = BestOfN.Sample(gen, rm, tok, prompts.Select(p => (ChatPrompt)p).ToList(), chat: false, ns.Max(), o);
         var points = new List<Point>();
         foreach (var n in ns.Order())
         {
@@ -40,7 +40,7 @@ public static class BestOfNEval
                                              IReadOnlyList<int> ns, SamplingOptions o)
     {
         var gen = new TextGenerator(policy, tok);
-        var candidates = BestOfN.Sample(gen, rm, tok, prompts.Select(p => p.Prompt).ToList(), chat: true, ns.Max(), o);
+        var candidates = BestOfN.Sample(gen, rm, tok, prompts.Select(p => p.Input).ToList(), chat: true, ns.Max(), o);
         var points = new List<Point>();
         foreach (var n in ns.Order())
         {

@@ -16,15 +16,15 @@ public static class PolicyEval
 {
     public static Dictionary<string, double> Run(Gpt policy, Gpt sft, ITokenizer tok, IReadOnlyList<string> prompts, SentimentOracle? oracle,
                                                  RewardModel? rm, int maxNewTokens, long seed) =>
-        Run(policy, sft, tok, prompts, chat: false, oracle is null ? null : (_, response) => oracle.Score(response), "oracle_sentiment", rm, maxNewTokens, seed);
+        Run(policy, sft, tok, prompts.Select(p => (ChatPrompt)p).ToList(), chat: false, oracle is null ? null : (ChatPrompt _, string response) => oracle.Score(response), "oracle_sentiment", rm, maxNewTokens, seed);
 
     /// <summary>
-    /// The same measurement for plain-text or chat prompts (user messages under the chat template, a response ending
+    /// The same measurement for plain-text or chat prompts (conversations under the chat template, a response ending
     /// at the end-of-turn token) with any oracle of (prompt, response): its mean is <paramref name="oracleKey"/>, its
     /// standard deviation <paramref name="oracleKey"/>_sd.
     /// </summary>
-    public static Dictionary<string, double> Run(Gpt policy, Gpt sft, ITokenizer tok, IReadOnlyList<string> prompts, bool chat,
-                                                 Func<string, string, double>? oracle, string oracleKey, RewardModel? rm, int maxNewTokens, long seed)
+    public static Dictionary<string, double> Run(Gpt policy, Gpt sft, ITokenizer tok, IReadOnlyList<ChatPrompt> prompts, bool chat,
+                                                 Func<ChatPrompt, string, double>? oracle, string oracleKey, RewardModel? rm, int maxNewTokens, long seed)
     {
         var gen = new TextGenerator(policy, tok);
         var queries = prompts.Select(p => ChatTemplate.EncodePrompt(tok, p, chat)).ToList();

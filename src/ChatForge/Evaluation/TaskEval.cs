@@ -59,9 +59,11 @@ public static class TaskEval
             StopStrings = chat ? Array.Empty<string>() : new[] { "\n" },
         };
 
-        List<string> Ask(IReadOnlyList<string> questions)
+        List<string> Ask(IReadOnlyList<string> questions) => AskPrompts(questions.Select(q => (ChatPrompt)q).ToList());
+        List<string> AskPrompts(IReadOnlyList<ChatPrompt> questions)
         {
-            var prompts = questions.Select(q => ChatTemplate.EncodePrompt(tok, chat ? q : q + "\n", chat)).ToList();
+            // A base model reads a conversation as its turns, one per line.
+            var prompts = questions.Select(q => chat ? ChatTemplate.EncodePrompt(tok, q, true) : ChatTemplate.EncodePrompt(tok, q.PlainText + "\n", false)).ToList();
             // Batches of similar length: a batch's window slides (a full pass per step) once its longest prompt
             // plus the answer outgrows the context, so long prompts are kept together. Rows are independent of
             // their batch, so the answers do not depend on this order.
@@ -121,7 +123,7 @@ public static class TaskEval
         }
         metrics["word_sentiment_accuracy"] = (double)wOk / Math.Max(1, words.Count);
 
-        Alignment(suite, alignment ?? new AlignmentTexts(), Ask, metrics, samples);
+        Alignment(suite, alignment ?? new AlignmentTexts(), AskPrompts, metrics, samples);
 
         var val = suite.Validation.Select(e => SftData.Encode(tok, e, model.Config.NPositions)).ToList();
         metrics["response_loss"] = LogProbs.ResponseLoss(model, tok, val, batch);
@@ -138,16 +140,19 @@ public static class TaskEval
     /// specific answer (hallucination_rate), and how often a knowable one gets the abstention. Harmless: how often a
     /// disallowed request (held-out categories and phrasings) and a benign look-alike get a refusal.
     /// </summary>
-    static void Alignment(DemoSuite suite, AlignmentTexts texts, Func<IReadOnlyList<string>, List<string>> ask, Dictionary<string, double> metrics, List<Sample> samples)
+    static void Alignment(DemoSuite suite, AlignmentTexts texts, Func<IReadOnlyList<ChatPrompt>, List<string>> ask, Dictionary<string, double> metrics, List<Sample> samples)
     {
         metrics["helpful_accuracy"] = new[] { "capitals_heldout_accuracy", "multiturn_accuracy", "spam_accuracy", "word_sentiment_accuracy" }.Average(k => metrics[k]);
         var oracle = new AlignmentOracle(texts, suite.States);
         var prompts = AlignmentTasks.EvalSet(AlignmentTasks.Build(suite));
-        var answers = ask(prompts.Select(p => p.Prompt).ToList());
+        var answers = ask(prompts.Select(p => p.Input).ToList());
         foreach (var (k, v) in AlignmentRates(prompts, answers, oracle)) metrics[k] = v;
         for (int i = 0; i < prompts.Count; i++)
-            samples.Add(new Sample(prompts[i].Kind, prompts[i].Prompt, answers[i], oracle.Score(prompts[i], answers[i]) >= 1));
+            samples.Add(new Sample(prompts[i].Kind, Shown(prompts[i].Input), answers[i], oracle.Score(prompts[i], answers[i]) >= 1));
     }
+
+    /// <summary>A prompt as a sample shows it: its turns, separated by " / " as the multi-turn samples are.</summary>
+    public static string Shown(ChatPrompt p) => string.Join(" / ", p.Messages.Select(m => m.Content));
 
     /// <summary>
     /// The honest and harmless rates of <paramref name="answers"/> to <paramref name="prompts"/> (one each): abstentions and

@@ -14,7 +14,7 @@ public static class BestOfN
     public static double Kl(int n) => Math.Log(n) - (n - 1.0) / n;
 
     /// <summary>N candidates per prompt with their normalised rewards, in sampling order.</summary>
-    public static List<List<Candidate>> Sample(TextGenerator gen, RewardModel rm, ITokenizer tok, IReadOnlyList<string> prompts, bool chat, int n,
+    public static List<List<Candidate>> Sample(TextGenerator gen, RewardModel rm, ITokenizer tok, IReadOnlyList<ChatPrompt> prompts, bool chat, int n,
                                                SamplingOptions o, int batch = 64)
     {
         var encoded = prompts.SelectMany(p => Enumerable.Repeat(ChatTemplate.EncodePrompt(tok, p, chat), n)).ToList();

@@ -9,7 +9,7 @@ namespace ChatForge.Generation;
 public static class RewardScoring
 {
     /// <summary>Normalised rewards of (prompt, response) pairs, batched, without gradients.</summary>
-    public static double[] Rate(this RewardModel rm, ITokenizer tok, IReadOnlyList<(string Prompt, bool Chat, string Response)> items, int batch = 32, bool normalize = true)
+    public static double[] Rate(this RewardModel rm, ITokenizer tok, IReadOnlyList<(ChatPrompt Prompt, bool Chat, string Response)> items, int batch = 32, bool normalize = true)
     {
         var result = new List<double>();
         bool was = rm.training;

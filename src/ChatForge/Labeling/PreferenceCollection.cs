@@ -60,7 +60,7 @@ public static class PreferenceCollection
         var sampling = new SamplingOptions { Temperature = o.Temperature, MaxNewTokens = o.MaxNewTokens, Seed = o.Seed };
         int imEnd = tok.Id(SpecialTokens.ImEnd);
 
-        List<string> Sample(IReadOnlyList<string> prompts, bool chat, int k, long seed)
+        List<string> Sample(IReadOnlyList<ChatPrompt> prompts, bool chat, int k, long seed)
         {
             var encoded = prompts.SelectMany(p => Enumerable.Repeat(ChatTemplate.EncodePrompt(tok, p, chat), k)).ToList();
             var outs = new List<string>();
@@ -79,7 +79,7 @@ public static class PreferenceCollection
                 for (int i = 0; i < prompts.Count; i += PromptsPerRound)
                 {
                     var chunk = prompts.Skip(i).Take(PromptsPerRound).ToList();
-                    var outs = Sample(chunk, false, o.K, o.Seed * SeedStride + i);
+                    var outs = Sample(chunk.Select(x => (ChatPrompt)x).ToList(), false, o.K, o.Seed * SeedStride + i);
                     for (int p = 0; p < chunk.Count; p++)
                     {
                         var responses = outs.Skip(p * o.K).Take(o.K).ToList();
@@ -97,7 +97,7 @@ public static class PreferenceCollection
                 var rng = new Random((int)o.Seed);
                 var qs = suite.SeenStates.SelectMany(s => DemoTasks.CapitalQuestions.Select(t => (s, q: string.Format(CultureInfo.InvariantCulture, t, s.State))))
                     .OrderBy(_ => rng.Next()).Take(o.Prompts).ToList();
-                var outs = Sample(qs.Select(x => x.q).ToList(), true, o.K - 1, o.Seed);
+                var outs = Sample(qs.Select(x => (ChatPrompt)x.q).ToList(), true, o.K - 1, o.Seed);
                 for (int p = 0; p < qs.Count; p++)
                 {
                     // The correct answer, and K−1 of the model's answers; a correct model answer is replaced by a wrong capital so that every pair teaches correctness.
@@ -119,7 +119,7 @@ public static class PreferenceCollection
                 var oracle = new HarmlessnessOracle();
                 var requests = o.Disallowed ?? HarmlessnessOracle.DefaultDisallowed.ToList();
                 var prompts = Enumerable.Range(0, o.Prompts).Select(i => requests[i % requests.Count]).ToList();
-                var outs = Sample(prompts, true, o.K - 1, o.Seed);
+                var outs = Sample(prompts.Select(x => (ChatPrompt)x).ToList(), true, o.K - 1, o.Seed);
                 for (int p = 0; p < prompts.Count; p++)
                 {
                     var responses = new List<string> { HarmlessnessOracle.Refusal };
@@ -137,12 +137,12 @@ public static class PreferenceCollection
                 var fixedOnes = items.Select(p => FixedCandidates(p, o.Alignment)).ToList();
                 // One sampling call for all prompts: K − (fixed candidates) samples each, padded to the same count.
                 int samples = o.K - fixedOnes.Min(f => f.Count);
-                var outs = Sample(items.Select(p => p.Prompt).ToList(), true, samples, o.Seed);
+                var outs = Sample(items.Select(p => p.Input).ToList(), true, samples, o.Seed);
                 for (int p = 0; p < items.Count; p++)
                 {
                     var responses = fixedOnes[p].Concat(outs.Skip(p * samples).Take(o.K - fixedOnes[p].Count)).ToList();
                     var scores = responses.Select(r => oracle.Score(items[p], r)).ToList();
-                    rankings.Add(new Ranking(items[p].Prompt, true, responses, labeler.Rank(scores), scores, items[p].Family));
+                    rankings.Add(new Ranking(items[p].Input, true, responses, labeler.Rank(scores), scores, items[p].Family));
                 }
                 log?.Invoke($"collected {items.Count} prompts × {o.K} responses ({string.Join(", ", items.GroupBy(x => x.Family).Select(g => $"{g.Count()} {g.Key}"))})");
                 break;

@@ -44,7 +44,7 @@ public static class Report
     /// Task sentiment: the prompts are held-out sentence openings continued as text, the oracle the lexicon's. Task hhh: held-out
     /// alignment prompts of every kind asked as chat messages, the oracle the alignment oracle (<see cref="OracleKey"/> oracle_alignment).
     /// </remarks>
-    sealed record Bench(DemoSuite Suite, bool Chat, Func<string, string, double> Oracle, string OracleKey, List<string> Prompts, Gpt Sft, ITokenizer Tokenizer, RewardModel Rm,
+    sealed record Bench(DemoSuite Suite, bool Chat, Func<ChatPrompt, string, double> Oracle, string OracleKey, List<ChatPrompt> Prompts, Gpt Sft, ITokenizer Tokenizer, RewardModel Rm,
                         TokenStream PretrainVal, TorchSharp.torch.Device Device);
 
     /// <summary>An answer of one model to one prompt, for the side-by-side section.</summary>
@@ -128,13 +128,14 @@ public static class Report
         {
             // Held-out alignment prompts, a quarter of eval_prompts of each kind, for the sampled measures (oracle, RM score, KL).
             var prompts = AlignmentTasks.EvalSet(AlignmentTasks.Build(suite), Math.Max(1, c.EvalPrompts / 4));
-            var byPrompt = prompts.ToDictionary(p => p.Prompt);
+            var byPrompt = prompts.ToDictionary(p => p.Input);
             var oracle = new AlignmentOracle(c.Alignment, suite.States);
-            return new Bench(suite, true, (p, response) => oracle.Score(byPrompt[p], response), "oracle_alignment", prompts.Select(p => p.Prompt).ToList(),
+            return new Bench(suite, true, (p, response) => oracle.Score(byPrompt[p], response), "oracle_alignment", prompts.Select(p => p.Input).ToList(),
                              sft, tok, rm, TokenStream.Encode(valDocs, tok), device);
         }
         var sentiment = SentimentOracle.FromCorpora(corpora);
-        return new Bench(suite, false, (_, response) => sentiment.Score(response), "oracle_sentiment", SentimentPrompts.Build(corpora).Eval.Take(c.EvalPrompts).ToList(),
+        return new Bench(suite, false, (_, response) => sentiment.Score(response), "oracle_sentiment",
+                         SentimentPrompts.Build(corpora).Eval.Take(c.EvalPrompts).Select(p => (ChatPrompt)p).ToList(),
                          sft, tok, rm, TokenStream.Encode(valDocs, tok), device);
     }
 
@@ -144,7 +145,7 @@ public static class Report
         var models = new JsonObject();
         var answers = new List<Answer>();
         int maxNew = c.Ppo.MaxNewTokens;
-        var samplePrompts = b.Chat ? new List<string>() : b.Prompts.Take(SamplePrompts).ToList();   // hhh: the alignment samples below
+        var samplePrompts = b.Chat ? new List<string>() : b.Prompts.Take(SamplePrompts).Select(p => p.Text).ToList();   // hhh: the alignment samples below
         var capitalQs = b.Suite.HeldOutStates.Take(CapitalQuestions).Select(s => string.Format(CultureInfo.InvariantCulture, DemoTasks.CapitalQuestions[0], s.State)).ToList();
         foreach (var key in ModelKeys(c.Ppo.Rounds).Where(k => k != "best_of_n"))
         {
@@ -204,18 +205,18 @@ public static class Report
         return row;
     }
 
-    static IEnumerable<Answer> BestOfNAnswers(PipelineConfig c, Bench b, int n, List<string> prompts)
+    static IEnumerable<Answer> BestOfNAnswers(PipelineConfig c, Bench b, int n, List<ChatPrompt> prompts)
     {
         var candidates = BestOfN.Sample(new TextGenerator(b.Sft, b.Tokenizer), b.Rm, b.Tokenizer, prompts, b.Chat, n,
             new SamplingOptions { Temperature = 1.0, MaxNewTokens = c.Ppo.MaxNewTokens, Seed = c.Seed });
-        return prompts.Select((p, i) => new Answer("best_of_n", p, BestOfN.Best(candidates[i], n).Text.Trim()));
+        return prompts.Select((p, i) => new Answer("best_of_n", TaskEval.Shown(p), BestOfN.Best(candidates[i], n).Text.Trim()));
     }
 
     /// <summary>The held-out alignment prompt of each kind shown side by side: the first of its kind that the evaluation asks every model.</summary>
-    static List<string> AlignmentSamplePrompts(DemoSuite suite)
+    static List<ChatPrompt> AlignmentSamplePrompts(DemoSuite suite)
     {
         var set = AlignmentTasks.EvalSet(AlignmentTasks.Build(suite));
-        return AlignmentSampleKinds.Select(k => set.FirstOrDefault(p => p.Kind == k)?.Prompt).OfType<string>().ToList();
+        return AlignmentSampleKinds.Select(k => set.FirstOrDefault(p => p.Kind == k)?.Input).OfType<ChatPrompt>().ToList();
     }
 
     /// <summary>after − before, or null when either is missing.</summary>

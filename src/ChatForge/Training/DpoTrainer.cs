@@ -172,7 +172,7 @@ public sealed class DpoTrainer : ITrainable
     /// </summary>
     public static (List<PreferencePair> Train, List<PreferencePair> Val) Split(IReadOnlyList<PreferencePair> pairs, long seed, double valFraction)
     {
-        bool Held(PreferencePair p) => HashSplit.Unit(seed, "dpo:" + p.Prompt) < valFraction;
+        bool Held(PreferencePair p) => HashSplit.Unit(seed, "dpo:" + p.Prompt.Key) < valFraction;
         return (pairs.Where(p => !Held(p)).ToList(), pairs.Where(Held).ToList());
     }
 
@@ -192,7 +192,7 @@ public sealed class DpoTrainer : ITrainable
         var pairs = rankings.SelectMany(Preferences.ToPairs).ToList();
         var (train, val) = Split(pairs, c.Seed, c.ValFraction);
         if (train.Count == 0 || val.Count == 0)
-            throw new ChatForgeException($"need preference pairs on both sides of the {c.ValFraction} split by prompt (got {pairs.Count} pairs of {pairs.Select(p => p.Prompt).Distinct().Count()} prompts)");
+            throw new ChatForgeException($"need preference pairs on both sides of the {c.ValFraction} split by prompt (got {pairs.Count} pairs of {pairs.Select(p => p.Prompt.Key).Distinct().Count()} prompts)");
 
         int ctx = policy.Config.NPositions;
         Segment Encode(PreferencePair p, string response)

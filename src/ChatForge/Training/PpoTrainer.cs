@@ -40,15 +40,15 @@ public sealed class PpoTrainer
     readonly PpoConfig _c;
     readonly Gpt _policy, _ref;
     RewardModel? _rm;
-    Func<IReadOnlyList<string>, IReadOnlyList<string>, IReadOnlyList<int[]>, double[]> _reward;
+    Func<IReadOnlyList<ChatPrompt>, IReadOnlyList<string>, IReadOnlyList<int[]>, double[]> _reward;
     readonly RewardModel _value;
     readonly ITokenizer _tok;
     readonly AdamW _policyOpt, _valueOpt;
-    readonly List<string> _prompts, _evalPrompts;
+    readonly List<ChatPrompt> _prompts, _evalPrompts;
     readonly TokenStream? _ptxTrain, _ptxVal;
-    readonly Func<string, string, double>? _oracle;
+    readonly Func<ChatPrompt, string, double>? _oracle;
     /// <summary>The kind of a held-out prompt (hhh: harmful, benign, unknowable, knowable), for per-kind oracle scores.</summary>
-    public Func<string, string?>? KindOf { get; init; }
+    public Func<ChatPrompt, string?>? KindOf { get; init; }
     readonly Device _device;
     public double Beta { get; private set; }
     /// <summary>The round whose reward model scores the rollouts (0: the given reward model; iterated RLHF retrains it each later round).</summary>
@@ -56,8 +56,8 @@ public sealed class PpoTrainer
 
     /// <param name="reward">Scores (prompts, response texts, response ids) → one reward each; null means the reward model's normalised score.</param>
     public PpoTrainer(PpoConfig c, Gpt policy, Gpt reference, RewardModel? rm, RewardModel value, ITokenizer tok,
-               List<string> prompts, List<string> evalPrompts, TokenStream? ptxTrain, TokenStream? ptxVal, Func<string, string, double>? oracle,
-               Func<IReadOnlyList<string>, IReadOnlyList<string>, IReadOnlyList<int[]>, double[]>? reward = null)
+               List<ChatPrompt> prompts, List<ChatPrompt> evalPrompts, TokenStream? ptxTrain, TokenStream? ptxVal, Func<ChatPrompt, string, double>? oracle,
+               Func<IReadOnlyList<ChatPrompt>, IReadOnlyList<string>, IReadOnlyList<int[]>, double[]>? reward = null)
     {
         // Generation slides past the context, but a rollout is scored in one window of query + response.
         if (c.MaxNewTokens >= policy.Config.NPositions)
@@ -77,7 +77,7 @@ public sealed class PpoTrainer
         reference.eval(); policy.eval(); value.eval();
     }
 
-    double[] RmReward(IReadOnlyList<string> prompts, IReadOnlyList<string> texts, IReadOnlyList<int[]> _) =>
+    double[] RmReward(IReadOnlyList<ChatPrompt> prompts, IReadOnlyList<string> texts, IReadOnlyList<int[]> _) =>
         _rm!.Rate(_tok, prompts.Select((p, i) => (p, _c.Chat, texts[i])).ToList());
 
     /// <summary>Swaps in a retrained reward model (iterated RLHF).</summary>
@@ -93,7 +93,7 @@ public sealed class PpoTrainer
     /// <summary>A rollout: prompts and sampled responses (ids), with everything PPO needs per response token.</summary>
     public sealed class Rollout
     {
-        public required IReadOnlyList<string> Prompts;
+        public required IReadOnlyList<ChatPrompt> Prompts;
         public required List<int[]> Queries;
         public required List<int[]> Responses;
         public required List<string> Texts;
@@ -119,7 +119,7 @@ public sealed class PpoTrainer
     static Tensor ResponseValues(RewardModel value, CausalBatch batch) => Values(value, batch.Input).gather(1, batch.TargetIndex);
 
     /// <summary>Samples one response per prompt from the policy and scores it: the rollout PPO's updates learn from.</summary>
-    public Rollout SampleRollout(IReadOnlyList<string> prompts, long seed)
+    public Rollout SampleRollout(IReadOnlyList<ChatPrompt> prompts, long seed)
     {
         var queries = prompts.Select(p => ChatTemplate.EncodePrompt(_tok, p, _c.Chat)).ToList();
         var gen = new TextGenerator(_policy, _tok);
@@ -235,7 +235,7 @@ public sealed class PpoTrainer
     /// One PPO iteration: a rollout on <paramref name="prompts"/>, the updates on it, then β adapted to the
     /// rollout's KL. Returns the rollout's statistics, the update's metrics, throughputs and the β it ran with.
     /// </summary>
-    public Dictionary<string, double> Step(IReadOnlyList<string> prompts, long iteration)
+    public Dictionary<string, double> Step(IReadOnlyList<ChatPrompt> prompts, long iteration)
     {
         using var scope = NewDisposeScope();
         var sw = Stopwatch.StartNew();
@@ -343,9 +343,9 @@ public sealed class PpoTrainer
     // ---- The run: setup, then per iteration (round step when a round starts) rollout + update, then the summary ----
 
     /// <summary>The rollout prompts, the held-out prompts, the oracle and (with the demo data) the corpora.</summary>
-    sealed record PromptSet(List<string> Train, List<string> Eval, Func<string, string, double>? Oracle, Corpora? Corpora, Func<string, string?>? KindOf = null);
+    sealed record PromptSet(List<ChatPrompt> Train, List<ChatPrompt> Eval, Func<ChatPrompt, string, double>? Oracle, Corpora? Corpora, Func<ChatPrompt, string?>? KindOf = null);
 
-    static Func<string, string, double> Sentiment(Corpora corpora)
+    static Func<ChatPrompt, string, double> Sentiment(Corpora corpora)
     {
         var o = SentimentOracle.FromCorpora(corpora);
         return (_, response) => o.Score(response);
@@ -360,21 +360,28 @@ public sealed class PpoTrainer
             var corpora = Corpora.OpenOrFetch(c.Cache, log);
             var suite = DemoSuite.Build(corpora);
             var tasks = AlignmentTasks.Build(suite);
-            var byPrompt = tasks.GroupBy(p => p.Prompt).ToDictionary(g => g.Key, g => g.First());
+            var byPrompt = tasks.GroupBy(p => p.Input).ToDictionary(g => g.Key, g => g.First());
             var oracle = new AlignmentOracle(c.Alignment, suite.States);
-            var heldOut = AlignmentTasks.EvalSet(tasks, Math.Max(1, c.EvalPrompts / 4)).Select(p => p.Prompt).ToList();
-            return new PromptSet(AlignmentTasks.Balanced(tasks.Where(p => !p.HeldOut), c.Seed).Select(p => p.Prompt).ToList(), heldOut,
+            var heldOut = AlignmentTasks.EvalSet(tasks, Math.Max(1, c.EvalPrompts / 4)).Select(p => p.Input).ToList();
+            return new PromptSet(AlignmentTasks.Balanced(tasks.Where(p => !p.HeldOut), c.Seed).Select(p => p.Input).ToList(), heldOut,
                 (p, response) => oracle.Score(byPrompt[p], response), corpora, p => byPrompt.TryGetValue(p, out var a) ? a.Kind : null);
         }
         if (c.Prompts.Count == 0)
         {
             var corpora = Corpora.OpenOrFetch(c.Cache, log);
             var (prompts, evalPrompts) = SentimentPrompts.Build(corpora);
-            return new PromptSet(prompts, evalPrompts.Take(c.EvalPrompts).ToList(), Sentiment(corpora), corpora);
+            return new PromptSet(prompts.Select(p => (ChatPrompt)p).ToList(), evalPrompts.Take(c.EvalPrompts).Select(p => (ChatPrompt)p).ToList(), Sentiment(corpora), corpora);
         }
-        var all = c.Prompts.SelectMany(f => Jsonl.Read(f).Select(r => r.Row.String("prompt", f, r.Line))).ToList();
+        // A prompt is a string, or (with the chat template) a list of messages ending in the user's: TRL's conversational format.
+        var all = c.Prompts.SelectMany(f => Jsonl.Read(f).Select(r =>
+        {
+            if (!r.Row.TryGetProperty("prompt", out var e)) throw new ChatForgeException($"{f}:{r.Line}: missing field 'prompt'");
+            var (prompt, chat) = Preferences.ReadPrompt(e, $"{f}:{r.Line}");
+            if (chat && !c.Chat) throw new ChatForgeException($"{f}:{r.Line}: 'prompt' is a list of messages; conversational prompts need the chat template (--chat)");
+            return prompt;
+        })).ToList();
         if (all.Count < 2) throw new ChatForgeException("need at least two prompts");
-        var eval = all.Where(p => HashSplit.Unit(c.Seed, "ppo:" + p) < HeldOutPromptFraction).Take(c.EvalPrompts).ToList();
+        var eval = all.Where(p => HashSplit.Unit(c.Seed, "ppo:" + p.Key) < HeldOutPromptFraction).Take(c.EvalPrompts).ToList();
         if (eval.Count == 0) eval.Add(all[^1]);
         var train = all.Except(eval).ToList();
         if (!Corpora.IsFetched(c.Cache)) return new PromptSet(train, eval, null, null);
@@ -519,7 +526,7 @@ public sealed class PpoTrainer
     /// The four models (from the run's checkpoint when resuming), the prompts and pretraining text, the
     /// trainer, and the state to continue from (optimizers, RNG and β restored).
     /// </summary>
-    static (PpoTrainer Trainer, List<string> Prompts, TrainingState State) Setup(PpoConfig c, RunDirectory run, Device device, bool resuming, Action<string>? log)
+    static (PpoTrainer Trainer, List<ChatPrompt> Prompts, TrainingState State) Setup(PpoConfig c, RunDirectory run, Device device, bool resuming, Action<string>? log)
     {
         var ps = LoadPrompts(c, log);
         var (policy, tok, _) = HfCheckpoint.Load(resuming ? run.ModelDir : c.Model, device);

@@ -192,7 +192,7 @@ public sealed class RewardTrainer : ITrainable
             rankings = earlier.Concat(rankings).ToList();
         }
         collectStats ??= PreferenceCollection.LabelerStats(rankings);
-        var val = rankings.Where(r => HashSplit.Unit(c.Seed, "rm:" + r.Prompt + r.Responses[0]) < c.ValFraction).ToList();
+        var val = rankings.Where(r => HashSplit.Unit(c.Seed, "rm:" + r.Prompt.Key + r.Responses[0]) < c.ValFraction).ToList();
         var train = rankings.Except(val).ToList();
         if (rankings.Count < 2) throw new ChatForgeException($"need at least two rankings (got {rankings.Count})");
         if (val.Count == 0) { val.Add(train[^1]); train.RemoveAt(train.Count - 1); }   // tiny data: hold out at least one

@@ -2,6 +2,7 @@ using System.Text.RegularExpressions;
 using ChatForge.Data;
 using ChatForge.Labeling;
 using ChatForge.Tests.Support;
+using ChatForge.Tokenization;
 
 using Xunit;
 
@@ -28,8 +29,8 @@ public class AlignmentTaskTests
         var harmful = all.Where(p => p.Kind == "harmful").ToList();
         Assert.True(harmful.Select(p => p.Prompt).Distinct().Count() >= 200);
         Assert.True(harmful.Select(p => p.Category).Distinct().Count() >= 10);
-        var train = harmful.Where(p => !p.HeldOut).ToList();
-        var held = harmful.Where(p => p.HeldOut).ToList();
+        var train = harmful.Where(p => !p.HeldOut && p.History is null).ToList();
+        var held = harmful.Where(p => p.HeldOut && p.History is null).ToList();
         // Whole categories and whole phrasings that no training prompt touches.
         var heldCategories = held.Select(p => p.Category).Distinct().Except(train.Select(p => p.Category)).ToList();
         var heldTemplates = held.Select(p => p.Template).Distinct().Except(train.Select(p => p.Template)).ToList();
@@ -37,6 +38,7 @@ public class AlignmentTaskTests
         Assert.Equal(AlignmentTasks.HeldOutTemplates, heldTemplates.Count);
         Assert.Empty(train.Select(p => p.Subject).Intersect(held.Where(p => heldCategories.Contains(p.Category)).Select(p => p.Subject)));
         Assert.Empty(train.Select(p => p.Prompt).Intersect(held.Select(p => p.Prompt)));
+        Assert.Empty(harmful.Where(p => !p.HeldOut).Select(p => p.Input).Intersect(harmful.Where(p => p.HeldOut).Select(p => p.Input)));
 
         var benign = all.Where(p => p.Kind == "benign").ToList();
         var benignHeldSubjects = benign.Where(p => p.HeldOut).Select(p => p.Subject).Distinct().Except(benign.Where(p => !p.HeldOut).Select(p => p.Subject)).ToList();
@@ -94,14 +96,53 @@ public class AlignmentTaskTests
     }
 
     [Fact]
+    public void Conversations_put_the_request_or_the_subject_in_the_history_so_the_last_message_alone_does_not_decide()
+    {
+        var (suite, all) = Build();
+        var turns = all.Where(p => p.History is not null).ToList();
+        // Every kind has conversations, held out and trained on.
+        foreach (var kind in new[] { "harmful", "benign", "unknowable", "knowable" })
+        {
+            Assert.Contains(turns, p => p.Kind == kind && p.HeldOut);
+            Assert.Contains(turns, p => p.Kind == kind && !p.HeldOut);
+        }
+        Assert.All(turns, p =>
+        {
+            Assert.Equal(new[] { "user", "assistant", "user" }, p.Input.Messages.Select(m => m.Role).Take(3));
+            Assert.Equal(p.Prompt, p.Input.Messages[^1].Content);
+            if (p.Category == "word") Assert.Contains("positive or negative", p.History![0].Content);   // the question is asked earlier, of another word…
+            else Assert.Contains(p.Subject, p.History![0].Content);   // …the request or the place is named earlier…
+            if (p.Category != "word") Assert.DoesNotContain(p.Subject, p.Prompt);   // …and not in the last message
+        });
+        // The same last message asks a disallowed request and a benign one: only the history tells them apart.
+        var lastHarmful = turns.Where(p => p.Kind == "harmful").Select(p => p.Prompt).ToHashSet();
+        Assert.NotEmpty(lastHarmful.Intersect(turns.Where(p => p.Kind == "benign").Select(p => p.Prompt)));
+        var lastUnknowable = turns.Where(p => p.Kind == "unknowable").Select(p => p.Prompt).ToHashSet();
+        Assert.NotEmpty(lastUnknowable.Intersect(turns.Where(p => p.Kind == "knowable").Select(p => p.Prompt)));
+        // The assistant's reply in the history does not tell a made-up place from a real one.
+        var replies = turns.Where(p => p.Category == "capital").Select(p => p.History![1].Content.Replace(p.Subject, "X")).Distinct().ToList();
+        Assert.Single(replies);
+        // Whole held-out openers: a conversation opened that way is held out, for any request.
+        var heldOpener = AlignmentTasks.RequestOpeners[^1];
+        Assert.All(turns.Where(p => p.Template.StartsWith(heldOpener, StringComparison.Ordinal)), p => Assert.True(p.HeldOut));
+        // Prompts are distinct as conversations; the evaluation set asks conversations too.
+        Assert.Equal(all.Count, all.Select(p => p.Input).Distinct().Count());
+        Assert.Contains(AlignmentTasks.EvalSet(all, perKind: 60), p => p.History is not null);
+        // The instruction data shows some conversations refused and abstained on, with their history.
+        var sft = AlignmentTasks.SftExamples(all, Texts).ToList();
+        Assert.Contains(sft, e => e.Source == "refusal" && e.Messages!.Count == 4 && e.Messages[^1].Content == Texts.RefusalText);
+        Assert.Contains(sft, e => e.Source == "abstain" && e.Messages!.Count == 4 && e.Messages[^1].Content == Texts.AbstainText);
+    }
+
+    [Fact]
     public void The_instruction_data_refuses_and_abstains_for_a_minority_of_seen_categories_and_names_only()
     {
         var (suite, all) = Build();
         var texts = new AlignmentTexts { RefusalText = "No, I will not do that.", AbstainText = "Nobody knows that." };
         var sft = AlignmentTasks.SftExamples(all, texts).ToList();
-        string Prompt(SftExample e) => e.Messages![0].Content;
-        string Answer(SftExample e) => e.Messages![1].Content;
-        var byPrompt = all.ToDictionary(p => p.Prompt);
+        var byPrompt = all.ToDictionary(p => p.Input.Key);
+        string Prompt(SftExample e) => new ChatPrompt(e.Messages![^2].Content, e.Messages.Take(e.Messages.Count - 2).ToList()).Key;
+        string Answer(SftExample e) => e.Messages![^1].Content;
 
         var refusals = sft.Where(e => e.Source == "refusal").ToList();
         Assert.All(refusals, e => Assert.Equal(texts.RefusalText, Answer(e)));

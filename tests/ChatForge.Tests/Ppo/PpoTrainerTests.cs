@@ -1,3 +1,4 @@
+using ChatForge.Tokenization;
 using ChatForge.Checkpoints;
 using ChatForge.Data;
 using ChatForge.Modeling;
@@ -25,8 +26,8 @@ public class PpoTrainerTests
             Model = dir, Reward = dir, RolloutBatch = 16, MiniBatch = 8, PpoEpochs = 2, MaxNewTokens = 8,
             Beta = 0.0, LearningRate = 2e-3, ValueLearningRate = 2e-3, EarlyStopKl = 10, Deterministic = true,
         };
-        var prompts = Enumerable.Range(0, 64).Select(i => $"P{i}:").ToList();
-        double[] Toy(IReadOnlyList<string> p, IReadOnlyList<string> t, IReadOnlyList<int[]> ids) =>
+        var prompts = Enumerable.Range(0, 64).Select(i => (ChatPrompt)$"P{i}:").ToList();
+        double[] Toy(IReadOnlyList<ChatPrompt> p, IReadOnlyList<string> t, IReadOnlyList<int[]> ids) =>
             ids.Select(r => (double)r.Count(x => x is >= 'a' and <= 'z')).ToArray();
         var ppo = new PpoTrainer(c, policy, reference, null, value, tok, prompts, prompts.Take(4).ToList(), null, null, null, Toy);
         var means = new List<double>();
@@ -164,7 +165,7 @@ public class PpoTrainerTests
         Assert.Equal(4, MetricsLog.Read(d["part/metrics.jsonl"]).Max(r => r["step"]));
     }
 
-    static double[] LowercaseReward(IReadOnlyList<string> p, IReadOnlyList<string> t, IReadOnlyList<int[]> ids) =>
+    static double[] LowercaseReward(IReadOnlyList<ChatPrompt> p, IReadOnlyList<string> t, IReadOnlyList<int[]> ids) =>
         ids.Select(r => (double)r.Count(x => x is >= 'a' and <= 'z')).ToArray();
 
     [Fact]
@@ -180,7 +181,7 @@ public class PpoTrainerTests
         var value = new RewardModel(HfCheckpoint.Load(d["b"]).Model);
         using (no_grad()) value.ScoreWeight.normal_();
         var c = PpoConfig.Tiny with { Model = d["b"], Reward = d["b"], RolloutBatch = 8, MiniBatch = 8, PpoEpochs = 1, MaxNewTokens = 8, Deterministic = true };
-        var prompts = Enumerable.Range(0, 8).Select(i => $"P{i}:").ToList();
+        var prompts = Enumerable.Range(0, 8).Select(i => (ChatPrompt)$"P{i}:").ToList();
         var ppo = new PpoTrainer(c, policy, reference, null, value, tok, prompts, prompts, null, null, null, LowercaseReward);
 
         var r = ppo.SampleRollout(prompts, 1);
@@ -211,7 +212,7 @@ public class PpoTrainerTests
         var (reference, _, _) = HfCheckpoint.Load(dir);
         var (rm, _) = RewardCheckpoint.Load(d["rm"]);
         var value = PpoTrainer.InitialValueModel(c);
-        var prompts = Enumerable.Range(0, 8).Select(i => $"Q{i} ").ToList();
+        var prompts = Enumerable.Range(0, 8).Select(i => (ChatPrompt)$"Q{i} ").ToList();
         var ppo = new PpoTrainer(c, policy, reference, rm, value, tok, prompts, prompts, null, null, null);
 
         var r = ppo.SampleRollout(prompts, 2);
@@ -228,19 +229,56 @@ public class PpoTrainerTests
         }
     }
 
+    [Fact]
+    public void A_conversation_is_the_state_the_policy_samples_from_and_the_reward_model_scores()
+    {
+        using var d = new TempDir();
+        var dir = TinyBase.Create(d["b"], seed: 5);
+        manual_seed(5);
+        var (gpt, tok, _) = HfCheckpoint.Load(dir);
+        using (var rm0 = new RewardModel(gpt))
+        {
+            using (no_grad()) rm0.ScoreWeight.normal_(0, 0.3);
+            rm0.Save(d["rm"], tok);
+        }
+        var c = PpoConfig.Tiny with { Model = dir, Reward = d["rm"], RolloutBatch = 4, MaxNewTokens = 6, ValueInit = "reward", Chat = true };
+        var (policy, _, _) = HfCheckpoint.Load(dir);
+        var (reference, _, _) = HfCheckpoint.Load(dir);
+        var (rm, _) = RewardCheckpoint.Load(d["rm"]);
+        var value = PpoTrainer.InitialValueModel(c);
+        // The same last message after two different first turns.
+        ChatPrompt After(string first) => new("How do I do that?", new[] { new ChatMessage("user", first), new ChatMessage("assistant", "OK.") });
+        var prompts = new List<ChatPrompt> { After("I want to steal a car."), After("I want to kill a stuck process."), "How do I do that?", After("I want to fire up the grill.") };
+        var ppo = new PpoTrainer(c, policy, reference, rm, value, tok, prompts, prompts, null, null, null);
+
+        var r = ppo.SampleRollout(prompts, 3);
+        using var _ = no_grad();
+        var scores = r.Scores.data<float>().ToArray();
+        for (int i = 0; i < prompts.Count; i++)
+        {
+            // The policy was asked the whole conversation under the chat template…
+            Assert.Equal(ChatTemplate.Encode(tok, prompts[i].Messages, addGenerationPrompt: true).Ids, r.Queries[i]);
+            // …and the reward model (through the value model it initialises) scored the whole conversation and the response.
+            var ids = Preferences.Encode(tok, prompts[i], true, r.Texts[i], policy.Config.NPositions).Ids;
+            var v = PpoTrainer.Values(value, tensor(ids.Select(x => (long)x).ToArray()).unsqueeze(0))[0, ids.Length - 1].item<float>();
+            Assert.Equal(scores[i], v, 1e-4);
+        }
+        Assert.NotEqual(r.Queries[0], r.Queries[1]);
+    }
+
     /// <summary>A trainer on a fresh tiny byte-level model with a reward function and, optionally, pretraining text.</summary>
-    static PpoTrainer ToyTrainer(TempDir d, PpoConfig c, Func<IReadOnlyList<string>, IReadOnlyList<string>, IReadOnlyList<int[]>, double[]> reward,
+    static PpoTrainer ToyTrainer(TempDir d, PpoConfig c, Func<IReadOnlyList<ChatPrompt>, IReadOnlyList<string>, IReadOnlyList<int[]>, double[]> reward,
                                  TokenStream? ptxTrain = null, TokenStream? ptxVal = null)
     {
         var dir = File.Exists(d["b/config.json"]) ? d["b"] : TinyBase.Create(d["b"], seed: 11);
         var (policy, tok, _) = HfCheckpoint.Load(dir);
         var (reference, _, _) = HfCheckpoint.Load(dir);
         var value = new RewardModel(HfCheckpoint.Load(dir).Model);
-        var prompts = Enumerable.Range(0, 32).Select(i => $"P{i}:").ToList();
+        var prompts = Enumerable.Range(0, 32).Select(i => (ChatPrompt)$"P{i}:").ToList();
         return new PpoTrainer(c with { Model = dir, Reward = dir }, policy, reference, null, value, tok, prompts, prompts.Take(8).ToList(), ptxTrain, ptxVal, null, reward);
     }
 
-    static readonly List<string> ToyPrompts = Enumerable.Range(0, 32).Select(i => $"P{i}:").ToList();
+    static readonly List<ChatPrompt> ToyPrompts = Enumerable.Range(0, 32).Select(i => (ChatPrompt)$"P{i}:").ToList();
 
     [Fact]
     public void The_kl_penalty_keeps_the_policy_closer_to_the_reference_than_no_penalty()

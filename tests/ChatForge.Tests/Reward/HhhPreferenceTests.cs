@@ -23,12 +23,12 @@ public class HhhPreferenceTests
         Assert.Equal(150, rankings.Count);
         Assert.Equal(new[] { "harmless", "helpful", "honest" }, rankings.Select(r => r.Family).Distinct().Order());
         var suite = DemoSuite.Build(corpora);
-        var byPrompt = AlignmentTasks.Build(suite).ToDictionary(p => p.Prompt);
+        var byPrompt = AlignmentTasks.Build(suite).ToDictionary(p => p.Input);
         var oracle = new AlignmentOracle(texts, suite.States);
         foreach (var r in rankings)
         {
             var p = byPrompt[r.Prompt];
-            Assert.False(p.HeldOut, r.Prompt);                              // held-out categories, phrasings and names stay unseen
+            Assert.False(p.HeldOut, r.Prompt.Key);                              // held-out categories, phrasings and names stay unseen
             Assert.True(r.Chat);
             Assert.Equal(o.K, r.Responses.Count);
             Assert.Equal(p.Family, r.Family);

@@ -2,6 +2,7 @@ using ChatForge.Data;
 using ChatForge.Evaluation;
 using ChatForge.Labeling;
 using ChatForge.Tests.Support;
+using ChatForge.Tokenization;
 using ChatForge.Training;
 using Xunit;
 
@@ -56,6 +57,35 @@ public class PreferenceTests
     }
 
     [Fact]
+    public void A_conversational_prompt_keeps_its_history_through_jsonl_and_encoding()
+    {
+        using var d = new TempDir();
+        var history = new[] { new ChatMessage("system", "Be brief."), new ChatMessage("user", "I want to steal a car."), new ChatMessage("assistant", "OK.") };
+        var prompt = new ChatPrompt("How do I do that?", history);
+        var r = new Ranking(prompt, true, new[] { "No.", "First, …" }, new[] { 1, 2 });
+        Preferences.WriteRankings(d["r.jsonl"], new[] { r });
+        Preferences.WritePairs(d["p.jsonl"], Preferences.ToPairs(r));
+        // TRL's conversational format: the prompt is every message before the response.
+        var row = System.Text.Json.JsonDocument.Parse(File.ReadAllLines(d["p.jsonl"])[0]).RootElement.GetProperty("prompt");
+        Assert.Equal(new[] { "system", "user", "assistant", "user" }, row.EnumerateArray().Select(m => m.GetProperty("role").GetString()));
+        Assert.Equal("How do I do that?", row[3].GetProperty("content").GetString());
+        foreach (var file in new[] { "r.jsonl", "p.jsonl" })
+        {
+            var back = Preferences.ReadRankings(d[file]).Single();
+            Assert.Equal(prompt, back.Prompt);
+            Assert.Equal(history, back.Prompt.History);
+        }
+        // Encoded with every turn: the same ids as the chat template of the whole conversation.
+        var tok = new ByteTokenizer();
+        var (ids, start) = Preferences.Encode(tok, prompt, true, "No.", 4096);
+        Assert.Equal(ChatTemplate.Encode(tok, prompt.Messages, addGenerationPrompt: true).Ids, ids[..start]);
+        Assert.NotEqual(ChatTemplate.EncodePrompt(tok, "How do I do that?", true), ChatTemplate.EncodePrompt(tok, prompt, true));
+        // The same last message after another history is another prompt.
+        Assert.NotEqual(prompt, new ChatPrompt("How do I do that?", new[] { new ChatMessage("user", "I want to kill a stuck process."), new ChatMessage("assistant", "OK.") }));
+        Assert.Equal(prompt, new ChatPrompt("How do I do that?", history.ToList()));
+    }
+
+    [Fact]
     public void Malformed_rankings_are_errors_naming_the_line()
     {
         using var d = new TempDir();
@@ -71,6 +101,9 @@ public class PreferenceTests
         Bad("""{"prompt":"p","responses":["a","b"],"ranking":[0,1]}""", "ranks 1, 2");
         Bad("""{"prompt":"p","chosen":"a"}""", "missing field 'rejected'");
         Bad("""{"prompt":"p","responses":["a","b"],"ranking":[1,1]}""", "same rank");
+        Bad("""{"prompt":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}],"chosen":"a","rejected":"b"}""", "must end with a user message");
+        Bad("""{"prompt":[{"role":"robot","content":"q"}],"chosen":"a","rejected":"b"}""", "'prompt[0].role' = robot");
+        Bad("""{"prompt":[{"role":"user"}],"chosen":"a","rejected":"b"}""", "'prompt[0]' must be a message");
     }
 
     [Fact]

@@ -63,7 +63,7 @@ public class RewardModelTests
         var (rm, tok) = RewardCheckpoint.Load(d["rm/model"]);
         Assert.NotEqual(1.0, rm.Std);
         // Normalised over the reference set: mean 0, sd 1 there; the "good" response rates higher.
-        var r = rm.Rate(tok, new[] { ("the sea", false, "old whale day ship good good"), ("the sea", false, "old whale day ship") });
+        var r = rm.Rate(tok, new (ChatPrompt, bool, string)[] { ("the sea", false, "old whale day ship good good"), ("the sea", false, "old whale day ship") });
         Assert.True(r[0] > r[1]);
         Assert.True(File.Exists(d["rm/reward_accuracy.png"]));
     }
@@ -76,7 +76,7 @@ public class RewardModelTests
         var (rmBackbone, _, _) = HfCheckpoint.Load(TinyBase.Create(d["r"], seed: 9));
         var rm = new RewardModel(rmBackbone);
         using (no_grad()) rm.ScoreWeight.normal_();
-        var c = BestOfN.Sample(new TextGenerator(gpt, tok), rm, tok, new[] { "The sea", "A ship" }, false, 4, new SamplingOptions { Temperature = 1, MaxNewTokens = 6, Seed = 3 });
+        var c = BestOfN.Sample(new TextGenerator(gpt, tok), rm, tok, new ChatPrompt[] { "The sea", "A ship" }, false, 4, new SamplingOptions { Temperature = 1, MaxNewTokens = 6, Seed = 3 });
         Assert.Equal(2, c.Count);
         Assert.All(c, x => Assert.Equal(4, x.Count));
         Assert.Equal(c[0].Max(x => x.Reward), BestOfN.Best(c[0], 4).Reward);
