@@ -35,6 +35,7 @@ public static class CliApp
             PpoCommand.Create(ui),
             DpoCommand.Create(ui),
             PipelineCommand.Create(ui),
+            ServeCommand.Create(ui),
             BenchCommand.Create(ui),
         };
         // `chatforge` alone: the verbs, and exit code 2.

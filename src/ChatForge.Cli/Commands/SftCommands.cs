@@ -7,6 +7,8 @@ using ChatForge.Generation;
 using ChatForge.Labeling;
 using ChatForge.Modeling;
 using ChatForge.Native;
+using ChatForge.Serving;
+using AI = Microsoft.Extensions.AI;
 using ChatForge.Tokenization;
 using ChatForge.Training;
 
@@ -118,12 +120,34 @@ public static class ChatCommand
         verb.SetAction(r =>
         {
             var o = sampling.Read(r);
-            var (m, tok, _) = HfCheckpoint.Load(r.GetValue(model)!, TorchRuntime.ResolveDevice(r.GetValue(device) ?? "auto"));
-            var session = new ChatSession(m, tok, o) { System = r.GetValue(system) };
+            // The IChatClient that `chatforge serve` uses: the same chat template, context handling and decoding.
+            using var client = ChatForgeChatClient.Load(r.GetValue(model)!, null, TorchRuntime.ResolveDevice(r.GetValue(device) ?? "auto"));
+            var options = new AI.ChatOptions { Temperature = (float)o.Temperature, TopP = (float)o.TopP, TopK = o.TopK, MaxOutputTokens = o.MaxNewTokens, Seed = o.Seed };
+            var history = new List<AI.ChatMessage>();
+            string? sys = r.GetValue(system);
+            void Ask(string user)
+            {
+                history.Add(new AI.ChatMessage(AI.ChatRole.User, user));
+                var messages = (sys is null ? new List<AI.ChatMessage>() : new List<AI.ChatMessage> { new(AI.ChatRole.System, sys) }).Concat(history).ToList();
+                var (_, dropped) = client.Prompt(ChatForgeChatClient.Messages(messages));
+                if (dropped > 0)
+                {
+                    history.RemoveRange(0, dropped);
+                    ui.Log($"(dropped the {dropped} oldest messages to fit the context)");
+                }
+                var answer = new System.Text.StringBuilder();
+                foreach (var u in client.GetStreamingResponseAsync(messages, options).ToBlockingEnumerable())
+                {
+                    ui.Out.Write(u.Text);
+                    ui.Out.Flush();
+                    answer.Append(u.Text);
+                }
+                ui.Out.WriteLine();
+                history.Add(new AI.ChatMessage(AI.ChatRole.Assistant, answer.ToString().Trim()));
+            }
             if (r.GetValue(prompt) is { } single)
             {
-                foreach (var piece in session.Ask(single)) ui.Out.Write(piece);
-                ui.Out.WriteLine();
+                Ask(single);
                 return 0;
             }
             ui.Log("chat: /reset clears the conversation, /system TEXT sets the system message, /exit quits");
@@ -133,14 +157,11 @@ public static class ChatCommand
                 ui.Out.Flush();
                 var line = input.ReadLine();
                 if (line is null || line.Trim() == "/exit") return 0;
-                if (line.Trim() == "/reset") { session.Reset(); ui.Log("(conversation cleared)"); continue; }
-                if (line.StartsWith("/system", StringComparison.Ordinal)) { session.System = line[7..].Trim() is { Length: > 0 } s ? s : null; session.Reset(); ui.Log("(system message set; conversation cleared)"); continue; }
+                if (line.Trim() == "/reset") { history.Clear(); ui.Log("(conversation cleared)"); continue; }
+                if (line.StartsWith("/system", StringComparison.Ordinal)) { sys = line[7..].Trim() is { Length: > 0 } s ? s : null; history.Clear(); ui.Log("(system message set; conversation cleared)"); continue; }
                 if (line.StartsWith('/')) { ui.Log($"unknown command {line.Split(' ')[0]} (/reset, /system TEXT, /exit)"); continue; }
                 if (string.IsNullOrWhiteSpace(line)) continue;
-                int before = session.DroppedMessages;
-                foreach (var piece in session.Ask(line)) { ui.Out.Write(piece); ui.Out.Flush(); }
-                ui.Out.WriteLine();
-                if (session.DroppedMessages > before) ui.Log($"(dropped the {session.DroppedMessages - before} oldest messages to fit the context)");
+                Ask(line);
             }
         });
         return verb;

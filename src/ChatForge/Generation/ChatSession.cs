@@ -53,16 +53,31 @@ public sealed class ChatSession
     public int[] PromptFor(string user)
     {
         _history.Add(new ChatMessage("user", user));
-        int room = _context - AnswerRoom;
+        var all = (System is { } s ? new[] { new ChatMessage("system", s) } : Array.Empty<ChatMessage>()).Concat(_history).ToList();
+        var (ids, dropped) = Fit(_tok, all, _context);
+        _history.RemoveRange(0, dropped);
+        DroppedMessages += dropped;
+        return ids;
+    }
+
+    /// <summary>
+    /// A conversation as the prompt for its next answer, with the context handling of `chatforge chat`: while it does not
+    /// fit the context with a quarter of it to spare for the answer, the oldest exchange (a user message and the assistant
+    /// answer after it) is dropped; system messages and the last message stay (a single over-long message is cut on the
+    /// left by the generator). Returns the ids and how many messages were dropped, all from the front of the non-system ones.
+    /// </summary>
+    public static (int[] Ids, int Dropped) Fit(ITokenizer tok, IReadOnlyList<ChatMessage> messages, int context)
+    {
+        var kept = messages.ToList();
+        int dropped = 0, room = context - Math.Max(1, context / 4);
         while (true)
         {
-            var msgs = (System is { } s ? new[] { new ChatMessage("system", s) } : Array.Empty<ChatMessage>()).Concat(_history).ToList();
-            var ids = ChatTemplate.Encode(_tok, msgs, addGenerationPrompt: true).Ids;
-            if (ids.Length <= room || _history.Count <= 1) return ids; // a single over-long message is cut on the left by the generator
-            // Drop the oldest exchange (a user message and the assistant answer after it).
-            int n = _history.Count > 2 && _history[1].Role == "assistant" ? 2 : 1;
-            _history.RemoveRange(0, n);
-            DroppedMessages += n;
+            var ids = ChatTemplate.Encode(tok, kept, addGenerationPrompt: true).Ids;
+            int first = kept.FindIndex(m => m.Role != "system");
+            if (ids.Length <= room || first < 0 || kept.Count(m => m.Role != "system") <= 1) return (ids, dropped);
+            int n = first + 2 < kept.Count && kept[first + 1].Role == "assistant" ? 2 : 1;
+            kept.RemoveRange(first, n);
+            dropped += n;
         }
     }
 

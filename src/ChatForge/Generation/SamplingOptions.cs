@@ -28,5 +28,21 @@ public sealed record SamplingOptions
     }
 }
 
-/// <summary>One completion: its tokens (stop token excluded), text, why it ended, and whether the prompt was cut to fit.</summary>
-public sealed record Completion(int[] Tokens, string Text, string FinishReason, int PromptTokens, bool PromptTruncated, int? StopToken = null);
+/// <summary>
+/// One completion: its tokens (stop token excluded), text, why it ended ("stop", "eos", "length", or "cancelled" when its
+/// caller gave up), and whether the prompt was cut to fit; with log-probabilities asked for, one per token.
+/// </summary>
+public sealed record Completion(int[] Tokens, string Text, string FinishReason, int PromptTokens, bool PromptTruncated, int? StopToken = null,
+                                IReadOnlyList<TokenLogprob>? Logprobs = null);
+
+/// <summary>A generated token's log-probability under the model (before temperature), with the most likely alternatives.</summary>
+public sealed record TokenLogprob(int Token, string Text, double Logprob, IReadOnlyList<(int Token, string Text, double Logprob)> Top);
+
+/// <summary>
+/// One row of a batch whose rows differ (a server's concurrent requests): its prompt, its own options and sampling seed,
+/// <paramref name="OnText"/> called with each piece of text as soon as it is final (text that might begin a stop string
+/// is held back until it does not), how many alternatives to report per token (<paramref name="TopLogprobs"/>; −1: no
+/// log-probabilities), and a token that ends the row early.
+/// </summary>
+public sealed record RowRequest(int[] Prompt, SamplingOptions Options, Action<string>? OnText = null, int TopLogprobs = -1,
+                                CancellationToken Cancel = default);

@@ -85,6 +85,119 @@ public sealed class TextGenerator
         public readonly Decoder Decoder = Encoding.UTF8.GetDecoder();
         public string? Finish;
         public int? StopToken;
+        /// <summary>Characters of <see cref="Text"/> already handed to the caller (rows with their own options).</summary>
+        public int Emitted;
+        /// <summary>Whether the row's text is complete (its decoder flushed).</summary>
+        public bool Closed;
+        public List<TokenLogprob>? Logprobs;
+    }
+
+    /// <summary>
+    /// Generates every row in one batch, each with its own options: its sampling seed, temperature, top-k/top-p, stops and
+    /// token limit (the batch runs until its last row ends; a row that ends early is carried along and ignored). Text
+    /// streams to each row's <see cref="RowRequest.OnText"/>; a cancelled row ends at the next step ("cancelled").
+    /// A row with a seed samples the same tokens whatever the other rows of its batch.
+    /// </summary>
+    public IReadOnlyList<Completion> GenerateRows(IReadOnlyList<RowRequest> requests)
+    {
+        foreach (var q in requests) q.Options.Validate();
+        if (requests.Count == 0) return Array.Empty<Completion>();
+        int ctx = _model.Config.NPositions;
+        var trimmed = requests.Select(q => q.Prompt.Length == 0 ? new[] { _tok.EosId() } : q.Prompt.Length > ctx ? q.Prompt[^ctx..] : q.Prompt).ToArray();
+        var stopIds = requests.Select(q =>
+        {
+            var ids = new HashSet<int>(q.Options.StopTokenIds);
+            if (!q.Options.IgnoreEos) foreach (var id in _tok.Specials.Values) ids.Add(id);
+            return ids;
+        }).ToArray();
+        var rows = requests.Select(q => new Row { Logprobs = q.TopLogprobs >= 0 ? new() : null }).ToArray();
+        int maxNew = requests.Max(q => q.Options.MaxNewTokens);
+
+        void Emit(int r, bool final)
+        {
+            var row = rows[r];
+            if (row.Closed) return;
+            if (final)
+            {
+                if (row.Finish != "stop" || requests[r].Options.StopStrings.Count == 0) Flush(row.Text, row.Decoder);
+                row.Closed = true;
+            }
+            if (requests[r].OnText is not { } on) return;
+            // Hold back what could still become a stop string.
+            int hold = final ? 0 : Math.Max(0, requests[r].Options.StopStrings.Select(x => x.Length - 1).DefaultIfEmpty(0).Max());
+            int upTo = Math.Max(row.Emitted, row.Text.Length - hold);
+            if (upTo > row.Emitted) on(row.Text.ToString(row.Emitted, upTo - row.Emitted));
+            row.Emitted = upTo;
+        }
+
+        bool wasTraining = _model.training;
+        _model.eval();
+        var gens = requests.Select(q => q.Options.Seed is { } seed ? new torch.Generator((ulong)seed, _device) : null).ToArray();
+        try
+        {
+            using var inference = inference_mode();
+            using var outer = NewDisposeScope();
+            using var batch = new Batch(_model, trimmed, maxNew, _tok.EosId(), useCache: true);
+            for (int step = 0; step < maxNew; step++)
+            {
+                using var scope = NewDisposeScope();
+                var logits = batch.NextLogits();                                  // (B, V)
+                var next = new long[rows.Length];
+                for (int r = 0; r < rows.Length; r++)
+                {
+                    var row = rows[r];
+                    if (row.Finish is null && requests[r].Cancel.IsCancellationRequested) row.Finish = "cancelled";
+                    if (row.Finish is null && step >= requests[r].Options.MaxNewTokens) row.Finish = "length";
+                    if (row.Finish is not null) { next[r] = _tok.EosId(); continue; }
+                    var rowLogits = logits.narrow(0, r, 1);
+                    int id = (int)Sample(rowLogits, requests[r].Options, gens[r]).item<long>();
+                    next[r] = id;
+                    if (row.Logprobs is not null && !stopIds[r].Contains(id)) row.Logprobs.Add(Logprob(rowLogits[0], id, requests[r].TopLogprobs));
+                    Accept(row, id, stopIds[r], requests[r].Options.StopStrings);
+                    Emit(r, row.Finish is not null);
+                }
+                if (rows.All(row => row.Finish is not null)) break;
+                batch.Append(tensor(next, device: _device));
+            }
+        }
+        finally
+        {
+            foreach (var g in gens) g?.Dispose();
+            if (wasTraining) _model.train();
+        }
+
+        return rows.Select((row, r) =>
+        {
+            row.Finish ??= "length";
+            Emit(r, final: true);
+            var logprobs = row.Logprobs?.Take(row.Tokens.Count).ToList();
+            return new Completion(row.Tokens.ToArray(), row.Text.ToString(), row.Finish, trimmed[r].Length, requests[r].Prompt.Length > ctx, row.StopToken, logprobs);
+        }).ToList();
+    }
+
+    /// <summary>The chosen token's log-probability under <paramref name="logits"/> (V), and the <paramref name="top"/> most likely tokens'.</summary>
+    TokenLogprob Logprob(Tensor logits, int id, int top)
+    {
+        var lp = logits.to(ScalarType.Float32).log_softmax(-1);
+        var alternatives = new List<(int, string, double)>();
+        if (top > 0)
+        {
+            var (vals, idx) = lp.topk(Math.Min(top, (int)lp.shape[0]));
+            var v = vals.data<float>().ToArray();
+            var ix = idx.data<long>().ToArray();
+            for (int i = 0; i < v.Length; i++) alternatives.Add(((int)ix[i], TokenText((int)ix[i]), v[i]));
+        }
+        return new TokenLogprob(id, TokenText(id), lp[id].item<float>(), alternatives);
+    }
+
+    /// <summary>A token's text on its own (a token that ends inside a multi-byte character shows as U+FFFD).</summary>
+    string TokenText(int id)
+    {
+        var sb = new StringBuilder();
+        var decoder = Encoding.UTF8.GetDecoder();
+        AppendText(sb, decoder, id);
+        Flush(sb, decoder);
+        return sb.ToString();
     }
 
     /// <summary>
