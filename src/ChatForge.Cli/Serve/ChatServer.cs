@@ -54,13 +54,17 @@ public sealed class ChatServer : IAsyncDisposable
     readonly ServeOptions _o;
     long _completed, _cancelled, _rejected;
 
-    ChatServer(WebApplication app, Dictionary<string, ChatForgeChatClient> models, RewardModel? reward, ServeOptions o)
+    ChatServer(WebApplication app, Dictionary<string, ChatForgeChatClient> models, (RewardModel Model, ITokenizer Tokenizer)? reward, ServeOptions o)
     {
         _app = app;
         _models = models;
-        Reward = reward;
+        Reward = reward?.Model;
+        _rewardTok = reward?.Tokenizer;
         _o = o;
     }
+
+    readonly ITokenizer? _rewardTok;
+    readonly Lock _rewardLock = new();
 
     public IReadOnlyDictionary<string, ChatForgeChatClient> Models => _models;
     public RewardModel? Reward { get; }
@@ -103,10 +107,10 @@ public sealed class ChatServer : IAsyncDisposable
             models[name] = ChatForgeChatClient.Load(dir, name, device, o.MaxBatch, o.QueueCapacity);
             log?.Invoke($"model {name}: {dir}");
         }
-        RewardModel? reward = null;
+        (RewardModel, ITokenizer)? reward = null;
         if (o.Pipeline is { } p && File.Exists(Path.Combine(p, "reward", "model", "config.json")))
         {
-            reward = RewardCheckpoint.Load(Path.Combine(p, "reward", "model"), device).Model;
+            reward = RewardCheckpoint.Load(Path.Combine(p, "reward", "model"), device);
             log?.Invoke($"reward model: {Path.Combine(p, "reward", "model")}");
         }
 
@@ -177,6 +181,8 @@ public sealed class ChatServer : IAsyncDisposable
         }));
         app.MapGet("/v1/models/{id}", (string id) => _models.ContainsKey(id) ? Results.Json(ModelObject(id)) : throw NoModel(id));
         app.MapPost("/v1/chat/completions", ChatCompletions);
+        app.MapPost("/v1/score", Score);
+        app.MapGet("/", () => Results.Content(ChatPage.Html, "text/html; charset=utf-8"));
         app.MapFallback(ctx => throw new ApiError(404, $"Unknown request URL: {ctx.Request.Method} {ctx.Request.Path}.", code: "unknown_url"));
     }
 
@@ -186,12 +192,7 @@ public sealed class ChatServer : IAsyncDisposable
 
     async Task ChatCompletions(HttpContext ctx)
     {
-        if (ctx.Request.ContentLength > _o.MaxBodyBytes)
-            throw new ApiError(413, $"The request body is larger than {_o.MaxBodyBytes} bytes.", null, "request_too_large");
-        JsonDocument doc;
-        try { doc = await JsonDocument.ParseAsync(ctx.Request.Body, default, ctx.RequestAborted); }
-        catch (JsonException e) { throw new ApiError(400, $"We could not parse the JSON body of your request: {e.Message}", null, "invalid_json"); }
-        using var _ = doc;
+        using var doc = await ReadJson(ctx);
         var req = OpenAiRequest.Parse(doc.RootElement);
         if (!_models.TryGetValue(req.Model, out var client)) throw NoModel(req.Model);
         try
@@ -211,6 +212,35 @@ public sealed class ChatServer : IAsyncDisposable
         {
             Interlocked.Increment(ref _cancelled);
         }
+    }
+
+    /// <summary>
+    /// POST /v1/score {"messages": [...], "response": "..."}: the reward model's normalised score of the response as the
+    /// assistant's answer to the conversation (a pipeline's reward stage; 404 without one).
+    /// </summary>
+    async Task Score(HttpContext ctx)
+    {
+        if (Reward is null || _rewardTok is null) throw new ApiError(404, "This server has no reward model (serve a pipeline run with --pipeline).", null, "no_reward_model");
+        using var body = await ReadJson(ctx);
+        var root = body.RootElement;
+        if (root.ValueKind != JsonValueKind.Object) throw new ApiError(400, "The request body must be a JSON object.");
+        var messages = OpenAiRequest.ParseMessages(root);
+        if (messages[^1].Role != ChatRole.User) throw new ApiError(400, "The last message must be the user's: the response answers it.", "messages", "invalid_value");
+        if (!root.TryGetProperty("response", out var resp) || resp.ValueKind != JsonValueKind.String)
+            throw new ApiError(400, "Missing required parameter: 'response' (a string).", "response", "missing_required_parameter");
+        var all = ChatForgeChatClient.Messages(messages);
+        var prompt = new ChatPrompt(all[^1].Content, all.Take(all.Count - 1).ToList());
+        double score;
+        lock (_rewardLock) score = Reward.Rate(_rewardTok, new[] { (prompt, true, resp.GetString()!) })[0];
+        await ctx.Response.WriteAsJsonAsync(new JsonObject { ["object"] = "reward.score", ["model"] = "reward", ["score"] = Math.Round(score, 6) });
+    }
+
+    async Task<JsonDocument> ReadJson(HttpContext ctx)
+    {
+        if (ctx.Request.ContentLength > _o.MaxBodyBytes)
+            throw new ApiError(413, $"The request body is larger than {_o.MaxBodyBytes} bytes.", null, "request_too_large");
+        try { return await JsonDocument.ParseAsync(ctx.Request.Body, default, ctx.RequestAborted); }
+        catch (JsonException e) { throw new ApiError(400, $"We could not parse the JSON body of your request: {e.Message}", null, "invalid_json"); }
     }
 
     async Task Complete(HttpContext ctx, ChatForgeChatClient client, OpenAiRequest req)

@@ -26,28 +26,7 @@ public sealed record OpenAiRequest(string Model, List<ChatMessage> Messages, Cha
         if (body.ValueKind != JsonValueKind.Object) throw new ApiError(400, "The request body must be a JSON object.");
         var model = body.TryGetProperty("model", out var m) ? m.ValueKind == JsonValueKind.String ? m.GetString()! : throw Type("model", "a string")
                                                             : throw new ApiError(400, "you must provide a model parameter", "model", "missing_required_parameter");
-        if (!body.TryGetProperty("messages", out var msgs)) throw new ApiError(400, "Missing required parameter: 'messages'.", "messages", "missing_required_parameter");
-        if (msgs.ValueKind != JsonValueKind.Array) throw Type("messages", "an array");
-        if (msgs.GetArrayLength() == 0) throw new ApiError(400, "'messages' must hold at least one message.", "messages", "invalid_value");
-        var messages = new List<ChatMessage>();
-        int i = 0;
-        foreach (var e in msgs.EnumerateArray())
-        {
-            string at = $"messages[{i}]";
-            if (e.ValueKind != JsonValueKind.Object) throw Type(at, "an object");
-            if (!e.TryGetProperty("role", out var role)) throw new ApiError(400, $"Missing required parameter: '{at}.role'.", at + ".role", "missing_required_parameter");
-            if (role.ValueKind != JsonValueKind.String) throw Type(at + ".role", "a string");
-            var r = role.GetString() switch
-            {
-                "system" or "developer" => ChatRole.System,
-                "user" => ChatRole.User,
-                "assistant" => ChatRole.Assistant,
-                var other => throw new ApiError(400, $"Invalid value: '{other}'. Supported values are: 'system', 'developer', 'user' and 'assistant'.", at + ".role", "invalid_value"),
-            };
-            messages.Add(new ChatMessage(r, Content(e, at, r == ChatRole.Assistant)));
-            i++;
-        }
-        if (!messages.Any(x => x.Role != ChatRole.System)) throw new ApiError(400, "'messages' must hold at least one user or assistant message.", "messages", "invalid_value");
+        var messages = ParseMessages(body);
 
         var o = new ChatOptions { ModelId = model };
         if (Number(body, "temperature") is { } t)
@@ -103,6 +82,35 @@ public sealed record OpenAiRequest(string Model, List<ChatMessage> Messages, Cha
         if (logprobs && stream) throw new ApiError(400, "This server returns log-probabilities without streaming only; ask with 'stream': false.", "logprobs", "unsupported_value");
         if (logprobs) (o.AdditionalProperties ??= new())["top_logprobs"] = Math.Max(0, top);
         return new OpenAiRequest(model, messages, o, stream, includeUsage, logprobs, Math.Max(0, top));
+    }
+
+    /// <summary>The "messages" field: system (or developer), user and assistant messages with text content.</summary>
+    public static List<ChatMessage> ParseMessages(JsonElement body)
+    {
+        if (!body.TryGetProperty("messages", out var msgs)) throw new ApiError(400, "Missing required parameter: 'messages'.", "messages", "missing_required_parameter");
+        if (msgs.ValueKind != JsonValueKind.Array) throw Type("messages", "an array");
+        if (msgs.GetArrayLength() == 0) throw new ApiError(400, "'messages' must hold at least one message.", "messages", "invalid_value");
+        var messages = new List<ChatMessage>();
+        int i = 0;
+        foreach (var e in msgs.EnumerateArray())
+        {
+            string at = $"messages[{i}]";
+            if (e.ValueKind != JsonValueKind.Object) throw Type(at, "an object");
+            if (!e.TryGetProperty("role", out var role)) throw new ApiError(400, $"Missing required parameter: '{at}.role'.", at + ".role", "missing_required_parameter");
+            if (role.ValueKind != JsonValueKind.String) throw Type(at + ".role", "a string");
+            var r = role.GetString() switch
+            {
+                "system" or "developer" => ChatRole.System,
+                "user" => ChatRole.User,
+                "assistant" => ChatRole.Assistant,
+                var other => throw new ApiError(400, $"Invalid value: '{other}'. Supported values are: 'system', 'developer', 'user' and 'assistant'.", at + ".role", "invalid_value"),
+            };
+            messages.Add(new ChatMessage(r, Content(e, at, r == ChatRole.Assistant)));
+            i++;
+        }
+        if (!messages.Any(x => x.Role != ChatRole.System)) throw new ApiError(400, "'messages' must hold at least one user or assistant message.", "messages", "invalid_value");
+
+        return messages;
     }
 
     /// <summary>A message's text: a string, or text parts ([{"type": "text", "text": …}]); null only for an assistant's.</summary>
