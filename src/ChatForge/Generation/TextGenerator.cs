@@ -318,22 +318,16 @@ public sealed class TextGenerator
         }
     }
 
-    /// <summary>Streams the completion of one prompt as text pieces, as tokens are generated.</summary>
+    /// <summary>
+    /// Streams the completion of one prompt as text pieces, as tokens are generated: the pieces <see cref="GenerateRows"/>
+    /// hands out (so text that might begin a stop string is held back, and the pieces join into the completion's text).
+    /// </summary>
     public IEnumerable<string> Stream(int[] prompt, SamplingOptions o)
     {
         var pieces = new System.Collections.Concurrent.BlockingCollection<string>();
-        var decoder = Encoding.UTF8.GetDecoder();
         var task = Task.Run(() =>
         {
-            try
-            {
-                Generate(new[] { prompt }, o, true, (_, id) =>
-                {
-                    var sb = new StringBuilder();
-                    AppendText(sb, decoder, id);
-                    if (sb.Length > 0) pieces.Add(sb.ToString());
-                });
-            }
+            try { GenerateRows(new[] { new RowRequest(prompt, o, piece => pieces.Add(piece)) }); }
             finally { pieces.CompleteAdding(); }
         });
         foreach (var p in pieces.GetConsumingEnumerable()) yield return p;

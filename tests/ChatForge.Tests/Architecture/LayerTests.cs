@@ -13,7 +13,7 @@ public class LayerTests
 {
     public static readonly string[] Order =
     {
-        "Util", "Native", "Tokenization", "Data", "Modeling", "Checkpoints", "Generation", "Labeling", "Evaluation", "Training", "Pipeline",
+        "Util", "Native", "Tokenization", "Data", "Modeling", "Checkpoints", "Generation", "Labeling", "Evaluation", "Training", "Pipeline", "Serving",
     };
 
     /// <summary>"Layer uses upper layer: Type → Dependency" for every upward reference among <paramref name="root"/>'s layers.</summary>

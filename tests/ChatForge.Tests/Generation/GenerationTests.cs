@@ -20,6 +20,42 @@ public class GenerationTests
     static readonly SamplingOptions Greedy = new() { Temperature = 0, MaxNewTokens = 12, IgnoreEos = true };
 
     [Fact]
+    public void Rows_with_their_own_options_match_a_batch_with_shared_ones_and_stream_what_they_return()
+    {
+        var g = Gen(out var tok);
+        var prompts = new[] { tok.Encode("The whale"), tok.Encode("Sea"), tok.Encode("Call me") };
+        foreach (var o in new[] { Greedy, new SamplingOptions { Temperature = 1, TopK = 20, MaxNewTokens = 12, Seed = 9 } })
+        {
+            // One row: the same tokens as Generate with the same seed.
+            var shared = g.Generate(new[] { prompts[0] }, o)[0];
+            var pieces = new List<string>();
+            var row = g.GenerateRows(new[] { new RowRequest(prompts[0], o, pieces.Add) })[0];
+            Assert.Equal(shared.Tokens, row.Tokens);
+            Assert.Equal(shared.Text, row.Text);
+            Assert.Equal(row.Text, string.Concat(pieces));
+            Assert.Equal(row.Text, string.Concat(g.Stream(prompts[0], o)));
+        }
+        // Rows with different limits, seeds and stop strings in one batch: each as it is alone.
+        var requests = new[]
+        {
+            new RowRequest(prompts[0], Greedy with { MaxNewTokens = 3 }),
+            new RowRequest(prompts[1], new SamplingOptions { Temperature = 1, MaxNewTokens = 10, Seed = 4, IgnoreEos = true }),
+            new RowRequest(prompts[2], Greedy with { StopStrings = new[] { "e" } }),
+        };
+        var together = g.GenerateRows(requests);
+        for (int i = 0; i < requests.Length; i++)
+        {
+            var alone = g.GenerateRows(new[] { requests[i] })[0];
+            Assert.Equal(alone.Tokens, together[i].Tokens);
+            Assert.Equal(alone.Text, together[i].Text);
+            Assert.Equal(alone.FinishReason, together[i].FinishReason);
+        }
+        Assert.Equal("length", together[0].FinishReason);
+        Assert.Equal(3, together[0].Tokens.Length);
+        Assert.DoesNotContain("e", together[2].Text);
+    }
+
+    [Fact]
     public void Greedy_is_the_same_with_and_without_the_kv_cache()
     {
         var g = Gen(out var tok);
