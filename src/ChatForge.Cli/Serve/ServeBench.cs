@@ -12,7 +12,7 @@ namespace ChatForge.Cli.Serve;
 /// <summary>
 /// `chatforge bench --serve`: a bounded load on a real `chatforge serve` over loopback. For each client count, that many
 /// clients send non-streamed chat completions back to back for the duration: requests/s, completion tokens/s, p50 and p99
-/// latency, errors, and the mean batch the server decoded; resident memory after a warm-up and after the load.
+/// latency, errors, and the mean number of requests each decoding step served; resident memory after a warm-up and after the load.
 /// </summary>
 public static class ServeBench
 {
@@ -80,7 +80,7 @@ public static class ServeBench
         foreach (var clients in o.Clients)
         {
             var latencies = new System.Collections.Concurrent.ConcurrentBag<double>();
-            long tokens = 0, errors = 0, batches0 = queue.Batches, batched0 = queue.BatchedRequests;
+            long tokens = 0, errors = 0, steps0 = queue.Steps, rows0 = queue.RowSteps;
             var clock = Stopwatch.StartNew();
             var until = TimeSpan.FromSeconds(o.Seconds);
             await Task.WhenAll(Enumerable.Range(0, clients).Select(_ => Task.Run(async () =>
@@ -108,8 +108,8 @@ public static class ServeBench
             figures[k + "p50_ms"] = Math.Round(Pct(0.50), 1);
             figures[k + "p99_ms"] = Math.Round(Pct(0.99), 1);
             figures[k + "errors"] = errors;
-            long b = queue.Batches - batches0;
-            figures[k + "mean_batch"] = b == 0 ? double.NaN : Math.Round((double)(queue.BatchedRequests - batched0) / b, 2);
+            long steps = queue.Steps - steps0;
+            figures[k + "mean_batch"] = steps == 0 ? double.NaN : Math.Round((double)(queue.RowSteps - rows0) / steps, 2);
             log?.Invoke($"{clients} client(s): {figures[k + "requests_per_s"].ToString(CultureInfo.InvariantCulture)} requests/s, " +
                         $"{figures[k + "tokens_per_s"].ToString(CultureInfo.InvariantCulture)} tokens/s, p50 {figures[k + "p50_ms"].ToString(CultureInfo.InvariantCulture)} ms, " +
                         $"p99 {figures[k + "p99_ms"].ToString(CultureInfo.InvariantCulture)} ms, {errors} errors, mean batch {figures[k + "mean_batch"].ToString(CultureInfo.InvariantCulture)}");

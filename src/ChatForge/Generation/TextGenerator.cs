@@ -13,7 +13,7 @@ namespace ChatForge.Generation;
 /// greedy / temperature / top-k / top-p, stop on EOS, stop tokens or stop strings, and a seed. Past the
 /// context the window slides (nanoGPT's crop to the last n_positions tokens), the same for every caller.
 /// </summary>
-public sealed class TextGenerator
+public sealed partial class TextGenerator
 {
     readonly Gpt _model;
     readonly ITokenizer _tok;
@@ -94,85 +94,49 @@ public sealed class TextGenerator
 
     /// <summary>
     /// Generates every row in one batch, each with its own options: its sampling seed, temperature, top-k/top-p, stops and
-    /// token limit (the batch runs until its last row ends; a row that ends early is carried along and ignored). Text
-    /// streams to each row's <see cref="RowRequest.OnText"/>; a cancelled row ends at the next step ("cancelled").
-    /// A row with a seed samples the same tokens whatever the other rows of its batch.
+    /// token limit (a row that ends leaves the batch). Text streams to each row's <see cref="RowRequest.OnText"/>; a
+    /// cancelled row ends at the next step ("cancelled"). A row with a seed samples the same tokens whatever the other
+    /// rows of its batch. This is <see cref="ContinuousBatch"/> with every row added at the start.
     /// </summary>
     public IReadOnlyList<Completion> GenerateRows(IReadOnlyList<RowRequest> requests)
     {
         foreach (var q in requests) q.Options.Validate();
-        if (requests.Count == 0) return Array.Empty<Completion>();
-        int ctx = _model.Config.NPositions;
-        var trimmed = requests.Select(q => q.Prompt.Length == 0 ? new[] { _tok.EosId() } : q.Prompt.Length > ctx ? q.Prompt[^ctx..] : q.Prompt).ToArray();
-        var stopIds = requests.Select(q =>
-        {
-            var ids = new HashSet<int>(q.Options.StopTokenIds);
-            if (!q.Options.IgnoreEos) foreach (var id in _tok.Specials.Values) ids.Add(id);
-            return ids;
-        }).ToArray();
-        var rows = requests.Select(q => new Row { Logprobs = q.TopLogprobs >= 0 ? new() : null }).ToArray();
-        int maxNew = requests.Max(q => q.Options.MaxNewTokens);
-
-        void Emit(int r, bool final)
-        {
-            var row = rows[r];
-            if (row.Closed) return;
-            if (final)
-            {
-                if (row.Finish != "stop" || requests[r].Options.StopStrings.Count == 0) Flush(row.Text, row.Decoder);
-                row.Closed = true;
-            }
-            if (requests[r].OnText is not { } on) return;
-            // Hold back what could still become a stop string.
-            int hold = final ? 0 : Math.Max(0, requests[r].Options.StopStrings.Select(x => x.Length - 1).DefaultIfEmpty(0).Max());
-            int upTo = Math.Max(row.Emitted, row.Text.Length - hold);
-            if (upTo > row.Emitted) on(row.Text.ToString(row.Emitted, upTo - row.Emitted));
-            row.Emitted = upTo;
-        }
-
+        var results = new Completion[requests.Count];
         bool wasTraining = _model.training;
-        _model.eval();
-        var gens = requests.Select(q => q.Options.Seed is { } seed ? new torch.Generator((ulong)seed, _device) : null).ToArray();
         try
         {
-            using var inference = inference_mode();
-            using var outer = NewDisposeScope();
-            using var batch = new Batch(_model, trimmed, maxNew, _tok.EosId(), useCache: true);
-            for (int step = 0; step < maxNew; step++)
+            using var batch = new ContinuousBatch(this);
+            for (int i = 0; i < requests.Count; i++)
             {
-                using var scope = NewDisposeScope();
-                var logits = batch.NextLogits();                                  // (B, V)
-                var next = new long[rows.Length];
-                for (int r = 0; r < rows.Length; r++)
-                {
-                    var row = rows[r];
-                    if (row.Finish is null && requests[r].Cancel.IsCancellationRequested) row.Finish = "cancelled";
-                    if (row.Finish is null && step >= requests[r].Options.MaxNewTokens) row.Finish = "length";
-                    if (row.Finish is not null) { next[r] = _tok.EosId(); continue; }
-                    var rowLogits = logits.narrow(0, r, 1);
-                    int id = (int)Sample(rowLogits, requests[r].Options, gens[r]).item<long>();
-                    next[r] = id;
-                    if (row.Logprobs is not null && !stopIds[r].Contains(id)) row.Logprobs.Add(Logprob(rowLogits[0], id, requests[r].TopLogprobs));
-                    Accept(row, id, stopIds[r], requests[r].Options.StopStrings);
-                    Emit(r, row.Finish is not null);
-                }
-                if (rows.All(row => row.Finish is not null)) break;
-                batch.Append(tensor(next, device: _device));
+                int at = i;
+                batch.Add(requests[i], c => results[at] = c);
             }
+            while (batch.Count > 0) batch.Step();
         }
         finally
         {
-            foreach (var g in gens) g?.Dispose();
             if (wasTraining) _model.train();
         }
+        return results;
+    }
 
-        return rows.Select((row, r) =>
+    /// <summary>
+    /// Hands a row's new text to its caller: everything but what could still become a stop string, or (final) all of it,
+    /// after flushing the decoder.
+    /// </summary>
+    void Emit(Row row, RowRequest q, bool final)
+    {
+        if (row.Closed) return;
+        if (final)
         {
-            row.Finish ??= "length";
-            Emit(r, final: true);
-            var logprobs = row.Logprobs?.Take(row.Tokens.Count).ToList();
-            return new Completion(row.Tokens.ToArray(), row.Text.ToString(), row.Finish, trimmed[r].Length, requests[r].Prompt.Length > ctx, row.StopToken, logprobs);
-        }).ToList();
+            if (row.Finish != "stop" || q.Options.StopStrings.Count == 0) Flush(row.Text, row.Decoder);
+            row.Closed = true;
+        }
+        if (q.OnText is not { } on) return;
+        int hold = final ? 0 : Math.Max(0, q.Options.StopStrings.Select(x => x.Length - 1).DefaultIfEmpty(0).Max());
+        int upTo = Math.Max(row.Emitted, row.Text.Length - hold);
+        if (upTo > row.Emitted) on(row.Text.ToString(row.Emitted, upTo - row.Emitted));
+        row.Emitted = upTo;
     }
 
     /// <summary>The chosen token's log-probability under <paramref name="logits"/> (V), and the <paramref name="top"/> most likely tokens'.</summary>

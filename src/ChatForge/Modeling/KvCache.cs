@@ -24,6 +24,21 @@ public sealed class KvCache : IDisposable
         }
     }
 
+    /// <summary>A cache over given tensors, (B, n_head, capacity, head_size) per layer, whose first <paramref name="length"/> positions are filled; it owns them.</summary>
+    public KvCache(Tensor[] k, Tensor[] v, int length)
+    {
+        if (k.Length != v.Length || k.Length == 0) throw new ArgumentException("one key and one value tensor per layer");
+        _k = k;
+        _v = v;
+        Capacity = (int)k[0].shape[2];
+        Length = length;
+    }
+
+    public int Layers => _k.Length;
+    /// <summary>The whole key / value buffer of a layer, (B, n_head, capacity, head_size).</summary>
+    public Tensor Keys(int layer) => _k[layer];
+    public Tensor Values(int layer) => _v[layer];
+
     /// <summary>Writes this step's keys/values for layer <paramref name="layer"/> and returns views over everything cached so far.</summary>
     public (Tensor K, Tensor V) Append(int layer, Tensor k, Tensor v)
     {

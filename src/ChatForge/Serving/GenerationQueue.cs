@@ -9,11 +9,11 @@ namespace ChatForge.Serving;
 public sealed class QueueFullException(string message) : ChatForgeException(message);
 
 /// <summary>
-/// One model's generation requests, decoded on one thread in batches: when a batch starts it takes every request
-/// waiting (up to <see cref="MaxBatch"/>) and decodes them together (<see cref="TextGenerator.GenerateRows"/>, each with
-/// its own options); requests that arrive meanwhile wait for the next batch. So concurrent callers share the forward
-/// passes instead of queueing one after another, and the model is only ever used from one thread. The queue is bounded:
-/// beyond <see cref="Capacity"/> requests waiting or running, <see cref="Enqueue"/> throws <see cref="QueueFullException"/>.
+/// One model's generation requests, decoded on one thread with continuous batching (<see cref="TextGenerator.ContinuousBatch"/>):
+/// between two decoding steps the worker admits the requests waiting (up to <see cref="MaxBatch"/> rows running), and a
+/// request leaves as soon as it ends, so concurrent callers share every forward pass and a short answer never waits for
+/// a long one. The model is only ever used from that thread. The queue is bounded: beyond <see cref="Capacity"/> requests
+/// waiting or running, <see cref="Enqueue"/> throws <see cref="QueueFullException"/>.
 /// </summary>
 public sealed class GenerationQueue : IDisposable
 {
@@ -39,9 +39,9 @@ public sealed class GenerationQueue : IDisposable
     public int Capacity { get; }
     /// <summary>Requests waiting or being decoded.</summary>
     public int Pending => Volatile.Read(ref _pending);
-    /// <summary>Batches decoded so far, and the requests in them (their ratio is the mean batch size).</summary>
-    public long Batches { get; private set; }
-    public long BatchedRequests { get; private set; }
+    /// <summary>Decoding steps so far, and the rows they decoded (their ratio is the mean batch size).</summary>
+    public long Steps { get; private set; }
+    public long RowSteps { get; private set; }
     /// <summary>Requests that ended early because their caller cancelled them (before or during decoding).</summary>
     public long CancelledRequests => Interlocked.Read(ref _cancelled);
     long _cancelled;
@@ -64,40 +64,58 @@ public sealed class GenerationQueue : IDisposable
         return item.Done.Task;
     }
 
+    /// <summary>
+    /// The worker: admits waiting requests into the running batch between steps (up to <see cref="MaxBatch"/> rows), steps
+    /// it, and completes each request as its row ends; it sleeps while nothing runs or waits.
+    /// </summary>
     void Run()
     {
-        while (_channel.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+        var batch = new TextGenerator.ContinuousBatch(_gen);
+        try
         {
-            var batch = new List<Item>();
-            while (batch.Count < MaxBatch && _channel.Reader.TryRead(out var item))
+            while (true)
             {
-                if (item.Request.Cancel.IsCancellationRequested)
+                if (batch.Count == 0 && !_channel.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult()) return;
+                while (batch.Count < MaxBatch && _channel.Reader.TryRead(out var item))
                 {
-                    item.Done.TrySetResult(new Completion(Array.Empty<int>(), "", "cancelled", item.Request.Prompt.Length, false));
-                    Interlocked.Increment(ref _cancelled);
-                    Interlocked.Decrement(ref _pending);
+                    _running.Add(item);
+                    try { batch.Add(item.Request, c => Complete(item, c)); }
+                    catch (Exception e) { Fail(item, e); }
+                }
+                if (batch.Count == 0) continue;
+                int rows = batch.Count;
+                try { batch.Step(); }
+                catch (Exception e)
+                {
+                    // A failed step fails every running request; the batch starts afresh.
+                    foreach (var item in _running.ToList()) Fail(item, e);
+                    batch.Dispose();
+                    batch = new TextGenerator.ContinuousBatch(_gen);
                     continue;
                 }
-                batch.Add(item);
-            }
-            if (batch.Count == 0) continue;
-            try
-            {
-                var outs = _gen.GenerateRows(batch.Select(b => b.Request).ToList());
-                Batches++;
-                BatchedRequests += batch.Count;
-                Interlocked.Add(ref _cancelled, outs.Count(c => c.FinishReason == "cancelled"));
-                for (int i = 0; i < batch.Count; i++) batch[i].Done.TrySetResult(outs[i]);
-            }
-            catch (Exception e)
-            {
-                foreach (var b in batch) b.Done.TrySetException(e);
-            }
-            finally
-            {
-                Interlocked.Add(ref _pending, -batch.Count);
+                Steps++;
+                RowSteps += rows;
             }
         }
+        finally
+        {
+            batch.Dispose();
+        }
+    }
+
+    readonly HashSet<Item> _running = new();
+
+    void Fail(Item item, Exception e)
+    {
+        if (_running.Remove(item)) Interlocked.Decrement(ref _pending);
+        item.Done.TrySetException(e);
+    }
+
+    void Complete(Item item, Completion c)
+    {
+        if (c.FinishReason == "cancelled") Interlocked.Increment(ref _cancelled);
+        if (_running.Remove(item)) Interlocked.Decrement(ref _pending);
+        item.Done.TrySetResult(c);
     }
 
     public void Dispose()

@@ -36,7 +36,7 @@ public class ChatClientTests
         // One after another…
         var alone = new List<ChatResponse>();
         for (int i = 0; i < prompts.Count; i++) alone.Add(await client.GetResponseAsync(Conversation(prompts[i]), Options(i)));
-        long batchesBefore = client.Queue.Batches;
+        long steps0 = client.Queue.Steps, rows0 = client.Queue.RowSteps;
         // …and all at once, from eight threads.
         var together = await Task.WhenAll(prompts.Select((p, i) => Task.Run(() => client.GetResponseAsync(Conversation(p), Options(i)))));
         for (int i = 0; i < prompts.Count; i++)
@@ -48,7 +48,8 @@ public class ChatClientTests
             Assert.DoesNotContain("e", i % 3 == 0 ? together[i].Text : "");
         }
         // Fewer batches than requests: they shared forward passes.
-        Assert.True(client.Queue.Batches - batchesBefore < prompts.Count, $"{client.Queue.Batches - batchesBefore} batches for {prompts.Count} concurrent requests");
+        double meanRows = (double)(client.Queue.RowSteps - rows0) / (client.Queue.Steps - steps0);
+        Assert.True(meanRows > 1.5, $"{meanRows:F2} requests per decoding step for {prompts.Count} concurrent requests");
         Assert.Equal(0, client.Queue.Pending);
     }
 
@@ -129,6 +130,40 @@ public class ChatClientTests
         while (client.Queue.CancelledRequests == 0 && DateTime.UtcNow < deadline) await Task.Delay(20);
         Assert.Equal(1, client.Queue.CancelledRequests);
         Assert.Equal(0, client.Queue.Pending);
+    }
+
+    [Fact]
+    public async Task A_request_joins_a_running_batch_and_leaves_it_when_done()
+    {
+        using var d = new TempDir();
+        var (model, tok, _) = HfCheckpoint.Load(LongModel(d["m"]));
+        using var queue = new GenerationQueue(model, tok, maxBatch: 4, capacity: 8);
+        var longOne = new SamplingOptions { Temperature = 0, MaxNewTokens = 600, IgnoreEos = true };
+        var running = queue.Enqueue(new RowRequest(new[] { 1, 2, 3 }, longOne));
+        while (queue.Steps < 5) await Task.Delay(5);                       // the long row is decoding…
+        var shortOne = await queue.Enqueue(new RowRequest(new[] { 7, 8, 9, 10, 11, 12 }, longOne with { MaxNewTokens = 4 }));
+        Assert.False(running.IsCompleted);                                 // …the short one joined it and is done first
+        Assert.Equal(4, shortOne.Tokens.Length);
+        var first = await running;
+        Assert.Equal(600, first.Tokens.Length);
+        // Each got what it gets alone.
+        var gen = new TextGenerator(model, tok);
+        Assert.Equal(gen.Generate(new[] { new[] { 7, 8, 9, 10, 11, 12 } }, longOne with { MaxNewTokens = 4 })[0].Tokens, shortOne.Tokens);
+        Assert.Equal(gen.Generate(new[] { new[] { 1, 2, 3 } }, longOne)[0].Tokens, first.Tokens);
+    }
+
+    [Fact]
+    public async Task Rows_past_the_context_slide_as_they_do_alone()
+    {
+        using var d = new TempDir();
+        var (model, tok, _) = HfCheckpoint.Load(TinyBase.Create(d["m"]));   // a 128-token context
+        using var queue = new GenerationQueue(model, tok);
+        var o = new SamplingOptions { Temperature = 1, MaxNewTokens = 150, IgnoreEos = true };
+        var prompts = new[] { Enumerable.Range(1, 100).ToArray(), new[] { 5, 6 }, Enumerable.Range(20, 60).ToArray() };
+        var together = await Task.WhenAll(prompts.Select((p, i) => queue.Enqueue(new RowRequest(p, o with { Seed = i + 1, MaxNewTokens = 150 - 40 * i }))));
+        var gen = new TextGenerator(model, tok);
+        for (int i = 0; i < prompts.Length; i++)
+            Assert.Equal(gen.Generate(new[] { prompts[i] }, o with { Seed = i + 1, MaxNewTokens = 150 - 40 * i })[0].Tokens, together[i].Tokens);
     }
 
     [Fact]
