@@ -73,8 +73,9 @@ public static class ServeBench
             model = "bench", max_tokens = o.MaxTokens, temperature = 1.0, seed = Interlocked.Increment(ref seed),
             messages = new[] { new { role = "user", content = "Tell me about the sea and the ships that sail on it." } },
         };
-        // Warm-up: JIT, the first allocations.
-        for (int i = 0; i < 4; i++) (await http.PostAsJsonAsync("/v1/chat/completions", Body())).EnsureSuccessStatusCode();
+        // Warm-up at the largest client count: JIT, and the allocations of a full batch (so "before" is the steady state).
+        for (int round = 0; round < 3; round++)
+            await Task.WhenAll(Enumerable.Range(0, o.Clients.Max()).Select(async _ => (await http.PostAsJsonAsync("/v1/chat/completions", Body())).EnsureSuccessStatusCode()));
         GC.Collect();
         figures["serve_rss_before_mb"] = Math.Round(RssMb(), 1);
         foreach (var clients in o.Clients)
@@ -110,9 +111,12 @@ public static class ServeBench
             figures[k + "errors"] = errors;
             long steps = queue.Steps - steps0;
             figures[k + "mean_batch"] = steps == 0 ? double.NaN : Math.Round((double)(queue.RowSteps - rows0) / steps, 2);
+            GC.Collect();
+            figures[k + "rss_mb"] = Math.Round(RssMb(), 1);
             log?.Invoke($"{clients} client(s): {figures[k + "requests_per_s"].ToString(CultureInfo.InvariantCulture)} requests/s, " +
                         $"{figures[k + "tokens_per_s"].ToString(CultureInfo.InvariantCulture)} tokens/s, p50 {figures[k + "p50_ms"].ToString(CultureInfo.InvariantCulture)} ms, " +
-                        $"p99 {figures[k + "p99_ms"].ToString(CultureInfo.InvariantCulture)} ms, {errors} errors, mean batch {figures[k + "mean_batch"].ToString(CultureInfo.InvariantCulture)}");
+                        $"p99 {figures[k + "p99_ms"].ToString(CultureInfo.InvariantCulture)} ms, {errors} errors, mean batch {figures[k + "mean_batch"].ToString(CultureInfo.InvariantCulture)}, " +
+                        $"resident {figures[k + "rss_mb"].ToString(CultureInfo.InvariantCulture)} MB");
         }
         GC.Collect();
         figures["serve_rss_after_mb"] = Math.Round(RssMb(), 1);
