@@ -252,7 +252,7 @@ public sealed class ChatServer : IAsyncDisposable
         {
             ["index"] = 0,
             ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = r.Text, ["refusal"] = null },
-            ["logprobs"] = req.Logprobs ? Logprobs(c) : null,
+            ["logprobs"] = req.Logprobs ? Logprobs(c.Logprobs ?? Array.Empty<TokenLogprob>()) : null,
             ["finish_reason"] = FinishReason(r.FinishReason),
         };
         await ctx.Response.WriteAsJsonAsync(new JsonObject
@@ -272,10 +272,13 @@ public sealed class ChatServer : IAsyncDisposable
             await ctx.Response.WriteAsync("data: " + chunk.ToJsonString() + "\n\n", ctx.RequestAborted);
             await ctx.Response.Body.FlushAsync(ctx.RequestAborted);
         }
-        JsonObject Chunk(JsonObject delta, string? finish) => new()
+        JsonObject Chunk(JsonObject delta, string? finish, IReadOnlyList<TokenLogprob>? logprobs = null) => new()
         {
             ["id"] = id, ["object"] = "chat.completion.chunk", ["created"] = created, ["model"] = req.Model, ["system_fingerprint"] = null,
-            ["choices"] = new JsonArray(new JsonObject { ["index"] = 0, ["delta"] = delta, ["logprobs"] = null, ["finish_reason"] = finish }),
+            ["choices"] = new JsonArray(new JsonObject
+            {
+                ["index"] = 0, ["delta"] = delta, ["logprobs"] = req.Logprobs && logprobs is not null ? Logprobs(logprobs) : null, ["finish_reason"] = finish,
+            }),
         };
         JsonObject WithUsage(JsonObject chunk) { if (req.IncludeUsage) chunk["usage"] = null; return chunk; }
 
@@ -289,7 +292,8 @@ public sealed class ChatServer : IAsyncDisposable
                 ctx.Response.Headers.CacheControl = "no-cache";
                 await Send(WithUsage(Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null)));
             }
-            if (u.Text.Length > 0) await Send(WithUsage(Chunk(new JsonObject { ["content"] = u.Text }, null)));
+            var lps = u.RawRepresentation as IReadOnlyList<TokenLogprob>;
+            if (u.Text.Length > 0 || lps is { Count: > 0 }) await Send(WithUsage(Chunk(new JsonObject { ["content"] = u.Text }, null, lps)));
             if (u.FinishReason is { } f)
             {
                 await Send(WithUsage(Chunk(new JsonObject(), FinishReason(f))));
@@ -315,9 +319,9 @@ public sealed class ChatServer : IAsyncDisposable
 
     static JsonArray Bytes(string s) => new(Encoding.UTF8.GetBytes(s).Select(b => (JsonNode)(int)b).ToArray());
 
-    static JsonObject Logprobs(Completion c) => new()
+    static JsonObject Logprobs(IReadOnlyList<TokenLogprob> tokens) => new()
     {
-        ["content"] = new JsonArray((c.Logprobs ?? Array.Empty<TokenLogprob>()).Select(t => (JsonNode)new JsonObject
+        ["content"] = new JsonArray(tokens.Select(t => (JsonNode)new JsonObject
         {
             ["token"] = t.Text, ["logprob"] = Math.Round(t.Logprob, 6), ["bytes"] = Bytes(t.Text),
             ["top_logprobs"] = new JsonArray(t.Top.Select(a => (JsonNode)new JsonObject

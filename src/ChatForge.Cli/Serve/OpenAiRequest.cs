@@ -79,7 +79,6 @@ public sealed record OpenAiRequest(string Model, List<ChatMessage> Messages, Cha
             if (!logprobs) throw new ApiError(400, "'top_logprobs' needs 'logprobs': true.", "top_logprobs", "invalid_value");
             top = (int)tl;
         }
-        if (logprobs && stream) throw new ApiError(400, "This server returns log-probabilities without streaming only; ask with 'stream': false.", "logprobs", "unsupported_value");
         if (logprobs) (o.AdditionalProperties ??= new())["top_logprobs"] = Math.Max(0, top);
         return new OpenAiRequest(model, messages, o, stream, includeUsage, logprobs, Math.Max(0, top));
     }

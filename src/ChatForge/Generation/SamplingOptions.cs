@@ -42,7 +42,8 @@ public sealed record TokenLogprob(int Token, string Text, double Logprob, IReadO
 /// One row of a batch whose rows differ (a server's concurrent requests): its prompt, its own options and sampling seed,
 /// <paramref name="OnText"/> called with each piece of text as soon as it is final (text that might begin a stop string
 /// is held back until it does not), how many alternatives to report per token (<paramref name="TopLogprobs"/>; −1: no
-/// log-probabilities), and a token that ends the row early.
+/// log-probabilities), a token that ends the row early, and <paramref name="OnLogprobs"/>, called just before
+/// <paramref name="OnText"/> (or alone, at the end) with the log-probabilities of the tokens sampled since its last call.
 /// </summary>
 public sealed record RowRequest(int[] Prompt, SamplingOptions Options, Action<string>? OnText = null, int TopLogprobs = -1,
-                                CancellationToken Cancel = default);
+                                CancellationToken Cancel = default, Action<IReadOnlyList<TokenLogprob>>? OnLogprobs = null);

@@ -90,6 +90,7 @@ public sealed partial class TextGenerator
         /// <summary>Whether the row's text is complete (its decoder flushed).</summary>
         public bool Closed;
         public List<TokenLogprob>? Logprobs;
+        public int LogprobsEmitted;
     }
 
     /// <summary>
@@ -132,10 +133,15 @@ public sealed partial class TextGenerator
             if (row.Finish != "stop" || q.Options.StopStrings.Count == 0) Flush(row.Text, row.Decoder);
             row.Closed = true;
         }
-        if (q.OnText is not { } on) return;
         int hold = final ? 0 : Math.Max(0, q.Options.StopStrings.Select(x => x.Length - 1).DefaultIfEmpty(0).Max());
         int upTo = Math.Max(row.Emitted, row.Text.Length - hold);
-        if (upTo > row.Emitted) on(row.Text.ToString(row.Emitted, upTo - row.Emitted));
+        // The log-probabilities go out with the text they came with (at the end, those of a stop string's tokens too).
+        if (q.OnLogprobs is { } lp && row.Logprobs is { } all && all.Count > row.LogprobsEmitted && (upTo > row.Emitted || final))
+        {
+            lp(all.GetRange(row.LogprobsEmitted, all.Count - row.LogprobsEmitted));
+            row.LogprobsEmitted = all.Count;
+        }
+        if (q.OnText is { } on && upTo > row.Emitted) on(row.Text.ToString(row.Emitted, upTo - row.Emitted));
         row.Emitted = upTo;
     }
 

@@ -19,7 +19,8 @@ namespace ChatForge.Serving;
 /// <remarks>
 /// Options: Temperature (0–2; default 0.8), TopP (0–1], TopK, MaxOutputTokens (default 64, clamped to the context),
 /// StopSequences, Seed, Instructions (a system message first). AdditionalProperties["top_logprobs"] (an int, 0–20) asks
-/// for log-probabilities: the <see cref="ChatResponse.RawRepresentation"/> is then the <see cref="Completion"/> with them.
+/// for log-probabilities: the <see cref="ChatResponse.RawRepresentation"/> is the <see cref="Completion"/> with them (streamed: each update's
+/// RawRepresentation holds its tokens').
 /// A response ends with <see cref="ChatFinishReason.Stop"/> (the end of turn or a stop sequence) or
 /// <see cref="ChatFinishReason.Length"/> (the token limit).
 /// </remarks>
@@ -130,25 +131,32 @@ public sealed class ChatForgeChatClient : IChatClient
 
     /// <summary>
     /// The answer as it is generated: one update per piece of text (text that could begin a stop sequence is held back
-    /// until it does not), then a last update with the finish reason and the token counts (<see cref="UsageContent"/>).
-    /// Leaving the enumeration early, or cancelling, stops the generation.
+    /// until it does not), then a last update with the finish reason and the token counts (<see cref="UsageContent"/>,
+    /// its RawRepresentation the <see cref="Completion"/>). With "top_logprobs" asked for, a piece's RawRepresentation is
+    /// the log-probabilities of its tokens. Leaving the enumeration early, or cancelling, stops the generation.
     /// </summary>
     public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<AI.ChatMessage> messages, AI.ChatOptions? options = null,
                                                                                 [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var (ids, _) = Prompt(Messages(messages, options));
         var sampling = Options(options);
-        if (TopLogprobs(options) >= 0) throw new ArgumentException("top_logprobs: log-probabilities are not streamed; ask without streaming");
+        int top = TopLogprobs(options);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var pieces = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        var done = _queue.Enqueue(new RowRequest(ids, sampling, piece => pieces.Writer.TryWrite(piece), Cancel: stop.Token));
-        _ = done.ContinueWith(t => pieces.Writer.TryComplete(t.Exception), TaskScheduler.Default);
+        var pieces = Channel.CreateUnbounded<(string Text, IReadOnlyList<TokenLogprob>? Logprobs)>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        IReadOnlyList<TokenLogprob>? pending = null;   // written and read on the queue's worker only
+        var done = _queue.Enqueue(new RowRequest(ids, sampling, piece => { pieces.Writer.TryWrite((piece, pending)); pending = null; }, top, stop.Token,
+                                                 lps => pending = lps));
+        _ = done.ContinueWith(t =>
+        {
+            if (pending is { Count: > 0 }) pieces.Writer.TryWrite(("", pending));   // the last tokens' log-probabilities (a stop string's)
+            pieces.Writer.TryComplete(t.Exception);
+        }, TaskScheduler.Default);
         string id = NewId();
         var created = DateTimeOffset.UtcNow;
         try
         {
-            await foreach (var piece in pieces.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
-                yield return new ChatResponseUpdate(ChatRole.Assistant, piece) { ResponseId = id, MessageId = id, ModelId = ModelId, CreatedAt = created };
+            await foreach (var (piece, lps) in pieces.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+                yield return new ChatResponseUpdate(ChatRole.Assistant, piece) { ResponseId = id, MessageId = id, ModelId = ModelId, CreatedAt = created, RawRepresentation = lps };
             var c = await done.ConfigureAwait(false);
             if (c.FinishReason == "cancelled") throw new OperationCanceledException(cancellationToken);
             yield return new ChatResponseUpdate(ChatRole.Assistant, new List<AIContent> { new UsageContent(Usage(c)) })

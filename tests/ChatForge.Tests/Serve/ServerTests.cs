@@ -204,6 +204,14 @@ public class ServerTests
             Assert.Equal(top[0].GetProperty("logprob").GetDouble(), t.GetProperty("logprob").GetDouble(), 5);   // greedy: the likeliest
         });
         Assert.Equal(choice.GetProperty("message").GetProperty("content").GetString(), string.Concat(content.Select(t => t.GetProperty("token").GetString())));
+        // Streamed, each chunk carries its tokens' log-probabilities: together the same list.
+        var sr = await h.PostAsync("/v1/chat/completions", new StringContent(
+            """{"model":"tiny","messages":[{"role":"user","content":"hi"}],"max_tokens":4,"temperature":0,"logprobs":true,"top_logprobs":3,"stream":true}""", Encoding.UTF8, "application/json"));
+        var streamed = (await sr.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(e => e.Trim()).Where(e => e != "data: [DONE]")
+            .Select(e => JsonDocument.Parse(e["data: ".Length..]).RootElement.GetProperty("choices")[0].GetProperty("logprobs"))
+            .Where(l => l.ValueKind == JsonValueKind.Object).SelectMany(l => l.GetProperty("content").EnumerateArray()).ToList();
+        Assert.Equal(content.Select(t => t.GetProperty("token").GetString()), streamed.Select(t => t.GetProperty("token").GetString()));
+        Assert.Equal(content.Select(t => t.GetProperty("logprob").GetDouble()), streamed.Select(t => t.GetProperty("logprob").GetDouble()));
     }
 
     [Fact]
