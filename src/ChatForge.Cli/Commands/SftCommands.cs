@@ -123,6 +123,8 @@ public static class ChatCommand
             // The IChatClient that `chatforge serve` uses: the same chat template, context handling and decoding.
             using var client = ChatForgeChatClient.Load(r.GetValue(model)!, null, TorchRuntime.ResolveDevice(r.GetValue(device) ?? "auto"));
             var options = new AI.ChatOptions { Temperature = (float)o.Temperature, TopP = (float)o.TopP, TopK = o.TopK, MaxOutputTokens = o.MaxNewTokens, Seed = o.Seed };
+            try { client.Options(options); }
+            catch (ArgumentOutOfRangeException e) { throw new ChatForgeException($"--{e.ParamName?.Replace('_', '-') switch { "max-tokens" => "max-new-tokens", var n => n }}: {e.Message.Split(" (Parameter")[0]}"); }
             var history = new List<AI.ChatMessage>();
             string? sys = r.GetValue(system);
             void Ask(string user)

@@ -193,7 +193,7 @@ public sealed class ChatServer : IAsyncDisposable
     async Task ChatCompletions(HttpContext ctx)
     {
         using var doc = await ReadJson(ctx);
-        var req = OpenAiRequest.Parse(doc.RootElement);
+        var req = Parsed(() => OpenAiRequest.Parse(doc.RootElement));
         if (!_models.TryGetValue(req.Model, out var client)) throw NoModel(req.Model);
         try
         {
@@ -224,15 +224,26 @@ public sealed class ChatServer : IAsyncDisposable
         using var body = await ReadJson(ctx);
         var root = body.RootElement;
         if (root.ValueKind != JsonValueKind.Object) throw new ApiError(400, "The request body must be a JSON object.");
-        var messages = OpenAiRequest.ParseMessages(root);
+        var messages = Parsed(() => OpenAiRequest.ParseMessages(root));
         if (messages[^1].Role != ChatRole.User) throw new ApiError(400, "The last message must be the user's: the response answers it.", "messages", "invalid_value");
         if (!root.TryGetProperty("response", out var resp) || resp.ValueKind != JsonValueKind.String)
             throw new ApiError(400, "Missing required parameter: 'response' (a string).", "response", "missing_required_parameter");
         var all = ChatForgeChatClient.Messages(messages);
         var prompt = new ChatPrompt(all[^1].Content, all.Take(all.Count - 1).ToList());
+        var response = Parsed(() => resp.GetString()!);
         double score;
-        lock (_rewardLock) score = Reward.Rate(_rewardTok, new[] { (prompt, true, resp.GetString()!) })[0];
+        lock (_rewardLock) score = Reward.Rate(_rewardTok, new[] { (prompt, true, response) })[0];
         await ctx.Response.WriteAsJsonAsync(new JsonObject { ["object"] = "reward.score", ["model"] = "reward", ["score"] = Math.Round(score, 6) });
+    }
+
+    /// <summary>Reads request fields; a string JSON accepts but .NET cannot hold (a lone surrogate escape) is a 400, not a 500.</summary>
+    static T Parsed<T>(Func<T> read)
+    {
+        try { return read(); }
+        catch (InvalidOperationException e) when (e is not ObjectDisposedException)
+        {
+            throw new ApiError(400, "A string in the request is not valid text (a lone UTF-16 surrogate escape).", null, "invalid_value");
+        }
     }
 
     async Task<JsonDocument> ReadJson(HttpContext ctx)
@@ -334,14 +345,17 @@ public sealed class ChatServer : IAsyncDisposable
 
     static async Task Error(HttpContext ctx, ApiError e)
     {
-        if (ctx.Response.HasStarted) return;   // a stream already begun: the connection just ends
+        var body = new JsonObject { ["error"] = new JsonObject { ["message"] = e.Message, ["type"] = e.Type, ["param"] = e.Param, ["code"] = e.Code } };
+        if (ctx.Response.HasStarted)
+        {
+            // A stream already begun: an error event instead of the finish and [DONE], so the answer is not taken as complete.
+            try { await ctx.Response.WriteAsync("data: " + body.ToJsonString() + "\n\n"); } catch (Exception) when (ctx.RequestAborted.IsCancellationRequested) { }
+            return;
+        }
         ctx.Response.Clear();
         ctx.Response.StatusCode = e.Status;
         if (e.Status == StatusCodes.Status503ServiceUnavailable) ctx.Response.Headers.RetryAfter = "1";
-        await ctx.Response.WriteAsJsonAsync(new JsonObject
-        {
-            ["error"] = new JsonObject { ["message"] = e.Message, ["type"] = e.Type, ["param"] = e.Param, ["code"] = e.Code },
-        });
+        await ctx.Response.WriteAsJsonAsync(body);
     }
 
     public async ValueTask DisposeAsync()

@@ -97,7 +97,7 @@ public static class ServeBench
                         Interlocked.Add(ref tokens, json.GetProperty("usage").GetProperty("completion_tokens").GetInt64());
                         latencies.Add(t.Elapsed.TotalMilliseconds);
                     }
-                    catch (HttpRequestException) { Interlocked.Increment(ref errors); }
+                    catch (Exception e) when (e is HttpRequestException or TaskCanceledException) { Interlocked.Increment(ref errors); }
                 }
             })));
             double seconds = clock.Elapsed.TotalSeconds;

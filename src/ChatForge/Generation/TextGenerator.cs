@@ -135,6 +135,7 @@ public sealed partial class TextGenerator
         }
         int hold = final ? 0 : Math.Max(0, q.Options.StopStrings.Select(x => x.Length - 1).DefaultIfEmpty(0).Max());
         int upTo = Math.Max(row.Emitted, row.Text.Length - hold);
+        if (upTo > row.Emitted && upTo < row.Text.Length && char.IsHighSurrogate(row.Text[upTo - 1])) upTo--;   // never half a character
         // The log-probabilities go out with the text they came with (at the end, those of a stop string's tokens too).
         if (q.OnLogprobs is { } lp && row.Logprobs is { } all && all.Count > row.LogprobsEmitted && (upTo > row.Emitted || final))
         {
@@ -291,17 +292,27 @@ public sealed partial class TextGenerator
     /// <summary>
     /// Streams the completion of one prompt as text pieces, as tokens are generated: the pieces <see cref="GenerateRows"/>
     /// hands out (so text that might begin a stop string is held back, and the pieces join into the completion's text).
+    /// Decoding runs on the caller's thread, a step per piece; leaving the enumeration early stops it.
     /// </summary>
     public IEnumerable<string> Stream(int[] prompt, SamplingOptions o)
     {
-        var pieces = new System.Collections.Concurrent.BlockingCollection<string>();
-        var task = Task.Run(() =>
+        var pieces = new Queue<string>();
+        bool wasTraining = _model.training;
+        try
         {
-            try { GenerateRows(new[] { new RowRequest(prompt, o, piece => pieces.Add(piece)) }); }
-            finally { pieces.CompleteAdding(); }
-        });
-        foreach (var p in pieces.GetConsumingEnumerable()) yield return p;
-        task.Wait();
+            using var batch = new ContinuousBatch(this);
+            batch.Add(new RowRequest(prompt, o, pieces.Enqueue), _ => { });
+            while (true)
+            {
+                while (pieces.Count > 0) yield return pieces.Dequeue();
+                if (batch.Count == 0) break;
+                batch.Step();
+            }
+        }
+        finally
+        {
+            if (wasTraining) _model.train();
+        }
     }
 
     void AppendText(StringBuilder sb, Decoder decoder, int id)

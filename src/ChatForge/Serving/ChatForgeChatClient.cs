@@ -28,14 +28,15 @@ public sealed class ChatForgeChatClient : IChatClient
 {
     readonly ITokenizer _tok;
     readonly GenerationQueue _queue;
-    readonly bool _ownsQueue;
+    readonly bool _ownsQueue, _ownsModel;
 
     /// <param name="queue">the queue to decode on, shared with other clients of the same model; null: a queue of its own</param>
     public ChatForgeChatClient(Gpt model, ITokenizer tok, string modelId = "chatforge", GenerationQueue? queue = null)
-        : this(model, tok, modelId, queue ?? new GenerationQueue(model, tok), ownsQueue: queue is null) { }
+        : this(model, tok, modelId, queue ?? new GenerationQueue(model, tok), ownsQueue: queue is null, ownsModel: false) { }
 
-    ChatForgeChatClient(Gpt model, ITokenizer tok, string modelId, GenerationQueue queue, bool ownsQueue)
+    ChatForgeChatClient(Gpt model, ITokenizer tok, string modelId, GenerationQueue queue, bool ownsQueue, bool ownsModel)
     {
+        _ownsModel = ownsModel;
         Model = model;
         _tok = tok;
         ModelId = modelId;
@@ -49,7 +50,7 @@ public sealed class ChatForgeChatClient : IChatClient
     {
         var (model, tok, _) = HfCheckpoint.Load(dir, device);
         return new ChatForgeChatClient(model, tok, modelId ?? Path.GetFileName(Path.GetFullPath(dir).TrimEnd(Path.DirectorySeparatorChar)),
-                                       new GenerationQueue(model, tok, maxBatch, capacity), ownsQueue: true);
+                                       new GenerationQueue(model, tok, maxBatch, capacity), ownsQueue: true, ownsModel: true);
     }
 
     public Gpt Model { get; }
@@ -149,7 +150,7 @@ public sealed class ChatForgeChatClient : IChatClient
         _ = done.ContinueWith(t =>
         {
             if (pending is { Count: > 0 }) pieces.Writer.TryWrite(("", pending));   // the last tokens' log-probabilities (a stop string's)
-            pieces.Writer.TryComplete(t.Exception);
+            pieces.Writer.TryComplete(t.Exception?.InnerException);
         }, TaskScheduler.Default);
         string id = NewId();
         var created = DateTimeOffset.UtcNow;
@@ -184,5 +185,6 @@ public sealed class ChatForgeChatClient : IChatClient
     public void Dispose()
     {
         if (_ownsQueue) _queue.Dispose();
+        if (_ownsModel) Model.Dispose();
     }
 }

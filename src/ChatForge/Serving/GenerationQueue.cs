@@ -22,7 +22,14 @@ public sealed class GenerationQueue : IDisposable
     readonly Thread _worker;
     int _pending;
 
-    sealed record Item(RowRequest Request, TaskCompletionSource<Completion> Done);
+    /// <summary>A request and its task; <see cref="State"/> 0 waiting, 1 admitted to the batch, 2 cancelled while waiting.</summary>
+    sealed class Item(RowRequest request)
+    {
+        public readonly RowRequest Request = request;
+        public readonly TaskCompletionSource<Completion> Done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public int State;
+        public CancellationTokenRegistration Registration;
+    }
 
     public GenerationQueue(Gpt model, ITokenizer tok, int maxBatch = 8, int capacity = 64)
     {
@@ -55,9 +62,18 @@ public sealed class GenerationQueue : IDisposable
             Interlocked.Decrement(ref _pending);
             throw new QueueFullException($"the model's queue is full ({Capacity} requests waiting or running); retry later");
         }
-        var item = new Item(request, new TaskCompletionSource<Completion>(TaskCreationOptions.RunContinuationsAsynchronously));
+        var item = new Item(request);
+        // Cancelled while still waiting: done at once, its place in the queue freed (the worker skips it).
+        item.Registration = request.Cancel.Register(() =>
+        {
+            if (Interlocked.CompareExchange(ref item.State, 2, 0) != 0) return;
+            Interlocked.Increment(ref _cancelled);
+            Interlocked.Decrement(ref _pending);
+            item.Done.TrySetResult(new Completion(Array.Empty<int>(), "", "cancelled", request.Prompt.Length, false));
+        });
         if (!_channel.Writer.TryWrite(item))
         {
+            item.Registration.Dispose();
             Interlocked.Decrement(ref _pending);
             throw new ObjectDisposedException(nameof(GenerationQueue));
         }
@@ -78,6 +94,8 @@ public sealed class GenerationQueue : IDisposable
                 if (batch.Count == 0 && !_channel.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult()) return;
                 while (batch.Count < MaxBatch && _channel.Reader.TryRead(out var item))
                 {
+                    if (Interlocked.CompareExchange(ref item.State, 1, 0) != 0) continue;   // cancelled while waiting
+                    item.Registration.Dispose();
                     _running.Add(item);
                     try { batch.Add(item.Request, c => Complete(item, c)); }
                     catch (Exception e) { Fail(item, e); }

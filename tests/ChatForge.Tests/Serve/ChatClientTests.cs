@@ -183,5 +183,15 @@ public class ChatClientTests
         Assert.Equal(2, queue.CancelledRequests);
         // Room again.
         Assert.Equal(3, (await queue.Enqueue(new RowRequest(new[] { 5 }, o with { MaxNewTokens = 3 }))).Tokens.Length);
+        // A request cancelled while it waits is done at once and frees its place, while the one before it still runs.
+        using var waiting = new CancellationTokenSource();
+        var first = queue.Enqueue(new RowRequest(new[] { 6 }, o with { MaxNewTokens = 400 }));
+        var second = queue.Enqueue(new RowRequest(new[] { 7 }, o, Cancel: waiting.Token));
+        waiting.Cancel();
+        Assert.Equal("cancelled", (await second).FinishReason);
+        Assert.False(first.IsCompleted);
+        Assert.Equal(1, queue.Pending);
+        Assert.Equal(3, queue.CancelledRequests);
+        Assert.Equal(400, (await first).Tokens.Length);
     }
 }

@@ -138,6 +138,7 @@ public class ServerTests
     [InlineData("""{"model":"tiny","messages":[{"role":"user","content":"hi"}],"stream":"yes"}""", 400, "stream", "invalid_type")]
     [InlineData("""{"model":"tiny","messages":[{"role":"user","content":"hi"}],"top_logprobs":3}""", 400, "top_logprobs", "invalid_value")]
     [InlineData("""{"model":"nope","messages":[{"role":"user","content":"hi"}]}""", 404, "model", "model_not_found")]
+    [InlineData("""{"model":"tiny","messages":[{"role":"user","content":"\ud800"}]}""", 400, null, "invalid_value")]
     public async Task A_bad_request_gets_its_status_and_an_openai_error_body_and_the_server_keeps_serving(string body, int status, string? param, string? code)
     {
         using var d = new TempDir();
