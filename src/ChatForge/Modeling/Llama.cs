@@ -1,0 +1,261 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using TorchSharp.Utils;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace ChatForge.Modeling;
+
+// The Llama family (Llama, Qwen2, SmolLM2), as Hugging Face's modeling_llama.py defines it, in nanoGPT's order:
+// RMSNorm, rotary embeddings, attention with grouped-query heads, the SwiGLU MLP, the decoder layer, the model.
+// Parameter names are LlamaForCausalLM's (model.layers.0.self_attn.q_proj.weight, …, lm_head.weight).
+// Not yet wired into the stages (issue 14): this is the architecture and its parity with the reference.
+
+/// <summary>The config.json fields of a Llama-family model that the forward pass reads (names as Hugging Face's).</summary>
+public sealed record LlamaConfig
+{
+    public int VocabSize { get; init; } = 32000;
+    public int HiddenSize { get; init; } = 4096;
+    public int IntermediateSize { get; init; } = 11008;
+    public int NumHiddenLayers { get; init; } = 32;
+    public int NumAttentionHeads { get; init; } = 32;
+    /// <summary>Key/value heads (grouped-query attention): each is shared by NumAttentionHeads / NumKeyValueHeads query heads.</summary>
+    public int NumKeyValueHeads { get; init; } = 32;
+    public int MaxPositionEmbeddings { get; init; } = 2048;
+    public double RmsNormEps { get; init; } = 1e-6;
+    public double RopeTheta { get; init; } = 10000;
+    public bool TieWordEmbeddings { get; init; }
+    /// <summary>Biases on q_proj, k_proj and v_proj (Qwen2), not on o_proj.</summary>
+    public bool AttentionBias { get; init; }
+    /// <summary>rope_scaling of type "llama3" (Llama 3.1/3.2), or null.</summary>
+    public Llama3RopeScaling? RopeScaling { get; init; }
+
+    public int HeadDim => HiddenSize / NumAttentionHeads;
+
+    public void Validate(string source)
+    {
+        void Check(bool ok, string key, object value, string range)
+        {
+            if (!ok) throw new ChatForgeException($"{source}: '{key}' = {value} is out of range ({range})");
+        }
+        Check(VocabSize >= 1, "vocab_size", VocabSize, "≥ 1");
+        Check(NumHiddenLayers >= 1, "num_hidden_layers", NumHiddenLayers, "≥ 1");
+        Check(NumAttentionHeads >= 1 && HiddenSize % NumAttentionHeads == 0, "num_attention_heads", NumAttentionHeads, "a divisor of hidden_size");
+        Check(HeadDim % 2 == 0, "hidden_size", HiddenSize, "an even head size");
+        Check(NumKeyValueHeads >= 1 && NumAttentionHeads % NumKeyValueHeads == 0, "num_key_value_heads", NumKeyValueHeads, "a divisor of num_attention_heads");
+        Check(IntermediateSize >= 1, "intermediate_size", IntermediateSize, "≥ 1");
+        Check(MaxPositionEmbeddings >= 1, "max_position_embeddings", MaxPositionEmbeddings, "≥ 1");
+        Check(RmsNormEps > 0, "rms_norm_eps", RmsNormEps, "> 0");
+        Check(RopeTheta > 0, "rope_theta", RopeTheta, "> 0");
+    }
+}
+
+/// <summary>Llama 3's rope_scaling: long wavelengths divided by <see cref="Factor"/>, short ones kept, a smooth ramp between.</summary>
+public sealed record Llama3RopeScaling(double Factor, double LowFreqFactor, double HighFreqFactor, int OriginalMaxPositionEmbeddings);
+
+/// <summary>Root-mean-square normalisation: x / √(mean(x²) + ε) · weight, computed in fp32.</summary>
+public sealed class RmsNorm : nn.Module<Tensor, Tensor>
+{
+    readonly Parameter weight;
+    readonly double _eps;
+
+    public RmsNorm(int size, double eps) : base("norm")
+    {
+        weight = nn.Parameter(ones(size));
+        _eps = eps;
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        var h = x.to(ScalarType.Float32);
+        h = h * (h.pow(2).mean(new long[] { -1 }, keepdim: true) + _eps).rsqrt();
+        return weight * h.to(x.dtype);
+    }
+}
+
+/// <summary>Rotary position embeddings with Hugging Face's rotate-half convention (the two halves of each head rotate together).</summary>
+public static class Rope
+{
+    /// <summary>The inverse frequencies θ^(−2i/d), i &lt; d/2, with Llama 3's scaling when configured.</summary>
+    public static double[] InverseFrequencies(LlamaConfig c)
+    {
+        int d = c.HeadDim;
+        var inv = Enumerable.Range(0, d / 2).Select(i => 1.0 / Math.Pow(c.RopeTheta, 2.0 * i / d)).ToArray();
+        if (c.RopeScaling is not { } s) return inv;
+        double lowWavelen = s.OriginalMaxPositionEmbeddings / s.LowFreqFactor, highWavelen = s.OriginalMaxPositionEmbeddings / s.HighFreqFactor;
+        return inv.Select(f =>
+        {
+            double wavelen = 2 * Math.PI / f;
+            if (wavelen < highWavelen) return f;                 // high frequencies: kept
+            if (wavelen > lowWavelen) return f / s.Factor;       // low frequencies: scaled
+            double smooth = (s.OriginalMaxPositionEmbeddings / wavelen - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor);
+            return (1 - smooth) * f / s.Factor + smooth * f;
+        }).ToArray();
+    }
+
+    /// <summary>cos and sin (B, 1, T, d) for position ids (B, T): the angles position · inv_freq, each half repeated.</summary>
+    public static (Tensor Cos, Tensor Sin) CosSin(Tensor positions, double[] invFreq)
+    {
+        var inv = tensor(invFreq.Select(x => (float)x).ToArray(), device: positions.device);
+        var freqs = positions.to(ScalarType.Float32).unsqueeze(-1) * inv;       // (B, T, d/2)
+        var emb = cat(new[] { freqs, freqs }, -1).unsqueeze(1);                  // (B, 1, T, d)
+        return (emb.cos(), emb.sin());
+    }
+
+    static Tensor RotateHalf(Tensor x)
+    {
+        long half = x.shape[^1] / 2;
+        return cat(new[] { -x.narrow(-1, half, half), x.narrow(-1, 0, half) }, -1);
+    }
+
+    /// <summary>x (B, H, T, d) rotated: x·cos + rotate_half(x)·sin.</summary>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin) => x * cos + RotateHalf(x) * sin;
+}
+
+public sealed class LlamaAttention : nn.Module
+{
+    [ComponentName(Name = "q_proj")] internal readonly Linear QProj;
+    [ComponentName(Name = "k_proj")] internal readonly Linear KProj;
+    [ComponentName(Name = "v_proj")] internal readonly Linear VProj;
+    [ComponentName(Name = "o_proj")] internal readonly Linear OProj;
+    readonly LlamaConfig _c;
+
+    public LlamaAttention(LlamaConfig c) : base("self_attn")
+    {
+        _c = c;
+        QProj = nn.Linear(c.HiddenSize, c.NumAttentionHeads * c.HeadDim, hasBias: c.AttentionBias);
+        KProj = nn.Linear(c.HiddenSize, c.NumKeyValueHeads * c.HeadDim, hasBias: c.AttentionBias);
+        VProj = nn.Linear(c.HiddenSize, c.NumKeyValueHeads * c.HeadDim, hasBias: c.AttentionBias);
+        OProj = nn.Linear(c.NumAttentionHeads * c.HeadDim, c.HiddenSize, hasBias: false);
+        RegisterComponents();
+    }
+
+    /// <param name="mask">null for causal attention, else a boolean (B, 1, T, Tk) mask, true = may attend</param>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer)
+    {
+        long b = x.shape[0], t = x.shape[1];
+        int h = _c.NumAttentionHeads, kv = _c.NumKeyValueHeads, d = _c.HeadDim;
+        var q = Rope.Apply(QProj.call(x).view(b, t, h, d).transpose(1, 2), cos, sin);     // (B, H, T, d)
+        var k = Rope.Apply(KProj.call(x).view(b, t, kv, d).transpose(1, 2), cos, sin);    // (B, KV, T, d)
+        var v = VProj.call(x).view(b, t, kv, d).transpose(1, 2);
+        if (cache is not null) (k, v) = cache.Append(layer, k, v);                        // the cache holds the KV heads
+        if (kv != h)
+        {
+            // repeat_kv: each key/value head serves h / kv query heads, in order.
+            k = k.repeat_interleave(h / kv, dim: 1);
+            v = v.repeat_interleave(h / kv, dim: 1);
+        }
+        bool causal = mask is null && (cache is null || cache.Length == 0) && t > 1;
+        var y = F.scaled_dot_product_attention(q, k, v, attn_mask: mask, is_casual: causal);
+        return OProj.call(y.transpose(1, 2).contiguous().view(b, t, h * d));
+    }
+}
+
+/// <summary>SwiGLU: down_proj(silu(gate_proj(x)) · up_proj(x)).</summary>
+public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
+{
+    [ComponentName(Name = "gate_proj")] internal readonly Linear GateProj;
+    [ComponentName(Name = "up_proj")] internal readonly Linear UpProj;
+    [ComponentName(Name = "down_proj")] internal readonly Linear DownProj;
+
+    public LlamaMlp(LlamaConfig c) : base("mlp")
+    {
+        GateProj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: false);
+        UpProj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: false);
+        DownProj = nn.Linear(c.IntermediateSize, c.HiddenSize, hasBias: false);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => DownProj.call(F.silu(GateProj.call(x)) * UpProj.call(x));
+}
+
+public sealed class LlamaDecoderLayer : nn.Module
+{
+    [ComponentName(Name = "input_layernorm")] readonly RmsNorm _inputNorm;
+    [ComponentName(Name = "self_attn")] internal readonly LlamaAttention Attn;
+    [ComponentName(Name = "post_attention_layernorm")] readonly RmsNorm _postNorm;
+    [ComponentName(Name = "mlp")] internal readonly LlamaMlp Mlp;
+
+    public LlamaDecoderLayer(LlamaConfig c) : base("layer")
+    {
+        _inputNorm = new RmsNorm(c.HiddenSize, c.RmsNormEps);
+        Attn = new LlamaAttention(c);
+        _postNorm = new RmsNorm(c.HiddenSize, c.RmsNormEps);
+        Mlp = new LlamaMlp(c);
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer)
+    {
+        x = x + Attn.Forward(_inputNorm.call(x), cos, sin, mask, cache, layer);
+        return x + Mlp.call(_postNorm.call(x));
+    }
+}
+
+/// <summary>The decoder stack under LlamaForCausalLM's "model." prefix: embed_tokens, layers, norm.</summary>
+public sealed class LlamaBody : nn.Module
+{
+    [ComponentName(Name = "embed_tokens")] internal readonly Embedding EmbedTokens;
+    [ComponentName(Name = "layers")] internal readonly ModuleList<LlamaDecoderLayer> Layers;
+    [ComponentName(Name = "norm")] internal readonly RmsNorm Norm;
+
+    public LlamaBody(LlamaConfig c) : base("model")
+    {
+        EmbedTokens = nn.Embedding(c.VocabSize, c.HiddenSize);
+        Layers = new ModuleList<LlamaDecoderLayer>(Enumerable.Range(0, c.NumHiddenLayers).Select(_ => new LlamaDecoderLayer(c)).ToArray());
+        Norm = new RmsNorm(c.HiddenSize, c.RmsNormEps);
+        RegisterComponents();
+    }
+}
+
+/// <summary>LlamaForCausalLM: the decoder and the LM head (tied to embed_tokens when the config says so).</summary>
+public sealed class Llama : nn.Module<Tensor, Tensor>
+{
+    public LlamaConfig Config { get; }
+    [ComponentName(Name = "model")] readonly LlamaBody _model;
+    [ComponentName(Name = "lm_head")] readonly Linear? _lmHead;
+    readonly double[] _invFreq;
+
+    public Llama(LlamaConfig config) : base("llama")
+    {
+        config.Validate("model config");
+        Config = config;
+        _model = new LlamaBody(config);
+        _lmHead = config.TieWordEmbeddings ? null : nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
+        _invFreq = Rope.InverseFrequencies(config);
+        RegisterComponents();
+        using var _ = no_grad();
+        foreach (var (name, p) in named_parameters())
+            if (!name.EndsWith("layernorm.weight", StringComparison.Ordinal) && !name.EndsWith("norm.weight", StringComparison.Ordinal))
+                nn.init.normal_(p, 0, 0.02);   // initializer_range 0.02; norms stay 1
+    }
+
+    /// <summary>A KV cache for this model: one entry per key/value head (fewer than the query heads with GQA).</summary>
+    public KvCache NewCache(int batch, Device device) =>
+        new(Enumerable.Range(0, Config.NumHiddenLayers).Select(_ => zeros(batch, Config.NumKeyValueHeads, Config.MaxPositionEmbeddings, Config.HeadDim, device: device).DetachFromDisposeScope()).ToArray(),
+            Enumerable.Range(0, Config.NumHiddenLayers).Select(_ => zeros(batch, Config.NumKeyValueHeads, Config.MaxPositionEmbeddings, Config.HeadDim, device: device).DetachFromDisposeScope()).ToArray(), 0);
+
+    public override Tensor forward(Tensor idx) => Logits(Hidden(idx));
+
+    /// <summary>Final hidden states (B, T, C) after the last norm.</summary>
+    /// <param name="positions">position ids (B, T); null means cache.Length, cache.Length+1, …</param>
+    /// <param name="mask">boolean (B, 1, T, Tk) attention mask, true = may attend; null = causal</param>
+    public Tensor Hidden(Tensor idx, Tensor? positions = null, Tensor? mask = null, KvCache? cache = null)
+    {
+        long t = idx.shape[1];
+        int past = cache?.Length ?? 0;
+        if (past + t > Config.MaxPositionEmbeddings)
+            throw new ChatForgeException($"sequence of {past + t} tokens is longer than the model's context ({Config.MaxPositionEmbeddings})");
+        positions ??= arange(past, past + t, dtype: ScalarType.Int64, device: idx.device).unsqueeze(0);
+        if (mask is null && past > 0 && t > 1) mask = Data.AttentionMasks.AfterCache(past, t, idx.device);
+        var (cos, sin) = Rope.CosSin(positions, _invFreq);
+        var x = _model.EmbedTokens.call(idx);
+        for (int l = 0; l < _model.Layers.Count; l++) x = _model.Layers[l].Forward(x, cos, sin, mask, cache, l);
+        cache?.Advance((int)t);
+        return _model.Norm.call(x);
+    }
+
+    /// <summary>hidden (…, C) → logits (…, vocab), through lm_head or the tied embedding.</summary>
+    public Tensor Logits(Tensor hidden) => F.linear(hidden, _lmHead?.weight ?? _model.EmbedTokens.weight!);
+}

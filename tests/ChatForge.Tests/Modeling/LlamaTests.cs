@@ -1,0 +1,123 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using ChatForge.Checkpoints;
+using ChatForge.Modeling;
+using ChatForge.Tests.Support;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace ChatForge.Tests.Modeling;
+
+/// <summary>
+/// The Llama-family decoder against tests/hf_reference/llama_reference.py, an independent plain-Python reading of
+/// Hugging Face's modeling_llama semantics, on tiny random configs (GQA, tied and untied, Qwen2's biases, llama3 rope
+/// scaling); and its KV cache against recomputation.
+/// </summary>
+public class LlamaTests
+{
+    static LlamaConfig Tiny(int kvHeads = 2, bool tied = false, bool bias = false, bool scaled = false) => new()
+    {
+        VocabSize = 40, HiddenSize = 16, IntermediateSize = 24, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = kvHeads,
+        MaxPositionEmbeddings = 32, RmsNormEps = 1e-5, RopeTheta = 500, TieWordEmbeddings = tied, AttentionBias = bias,
+        RopeScaling = scaled ? new Llama3RopeScaling(8, 1, 4, 8) : null,
+    };
+
+    static Llama Random(LlamaConfig c, long seed)
+    {
+        manual_seed(seed);
+        var m = new Llama(c);
+        using (no_grad()) foreach (var p in m.parameters()) p.add_(randn_like(p) * 0.1);   // norms and biases away from 1 and 0
+        m.eval();
+        return m;
+    }
+
+    /// <summary>config.json and model.safetensors with LlamaForCausalLM's names, as the reference reads them.</summary>
+    static void Write(string dir, Llama m, string modelType)
+    {
+        Directory.CreateDirectory(dir);
+        var c = m.Config;
+        var cfg = new JsonObject
+        {
+            ["model_type"] = modelType, ["vocab_size"] = c.VocabSize, ["hidden_size"] = c.HiddenSize, ["intermediate_size"] = c.IntermediateSize,
+            ["num_hidden_layers"] = c.NumHiddenLayers, ["num_attention_heads"] = c.NumAttentionHeads, ["num_key_value_heads"] = c.NumKeyValueHeads,
+            ["max_position_embeddings"] = c.MaxPositionEmbeddings, ["rms_norm_eps"] = c.RmsNormEps, ["rope_theta"] = c.RopeTheta,
+            ["tie_word_embeddings"] = c.TieWordEmbeddings, ["attention_bias"] = c.AttentionBias,
+        };
+        if (c.RopeScaling is { } s)
+            cfg["rope_scaling"] = new JsonObject
+            {
+                ["rope_type"] = "llama3", ["factor"] = s.Factor, ["low_freq_factor"] = s.LowFreqFactor, ["high_freq_factor"] = s.HighFreqFactor,
+                ["original_max_position_embeddings"] = s.OriginalMaxPositionEmbeddings,
+            };
+        File.WriteAllText(Path.Combine(dir, "config.json"), cfg.ToJsonString());
+        SafeTensors.Save(Path.Combine(dir, "model.safetensors"), m.named_parameters().Select(p => KeyValuePair.Create(p.name, (Tensor)p.parameter)));
+    }
+
+    static double[] Reference(string dir, int[] ids)
+    {
+        var script = Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "hf_reference", "llama_reference.py");
+        var psi = new ProcessStartInfo("python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.GetFullPath(script));
+        psi.ArgumentList.Add(dir);
+        foreach (var i in ids) psi.ArgumentList.Add(i.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        using var proc = Process.Start(psi)!;
+        var stdout = proc.StandardOutput.ReadToEnd();
+        var stderr = proc.StandardError.ReadToEnd();
+        proc.WaitForExit();
+        Assert.True(proc.ExitCode == 0, stderr);
+        return JsonSerializer.Deserialize<double[]>(stdout)!;
+    }
+
+    [Theory]
+    [InlineData(2, false, false, false, "llama")]   // grouped-query attention: 4 query heads share 2 key/value heads
+    [InlineData(4, true, false, false, "llama")]    // multi-head, tied embeddings
+    [InlineData(1, false, true, false, "qwen2")]    // multi-query, q/k/v biases
+    [InlineData(2, true, false, true, "llama")]     // Llama 3's rope scaling
+    public void The_logits_equal_an_independent_reading_of_huggingface_s_llama(int kvHeads, bool tied, bool bias, bool scaled, string modelType)
+    {
+        using var d = new TempDir();
+        using var m = Random(Tiny(kvHeads, tied, bias, scaled), seed: 3 + kvHeads);
+        Write(d.Path, m, modelType);
+        var names = m.named_parameters().Select(p => p.name).ToList();
+        Assert.Contains("model.layers.1.self_attn.k_proj.weight", names);
+        Assert.Equal(!tied, names.Contains("lm_head.weight"));
+        Assert.Equal(bias, names.Contains("model.layers.0.self_attn.q_proj.bias"));
+        Assert.DoesNotContain("model.layers.0.self_attn.o_proj.bias", names);
+        var ids = new[] { 5, 17, 3, 39, 0, 22, 8 };
+        var reference = Reference(d.Path, ids);
+        using var _ = no_grad();
+        var ours = m.call(tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0))[0, -1].data<float>().ToArray();
+        Assert.Equal(40, reference.Length);
+        for (int i = 0; i < ours.Length; i++) Assert.Equal(reference[i], ours[i], 4);
+    }
+
+    [Fact]
+    public void The_kv_cache_gives_the_logits_of_recomputation_with_fewer_key_value_heads()
+    {
+        using var m = Random(Tiny(kvHeads: 2), seed: 9);
+        var ids = tensor(new long[] { 5, 17, 3, 39, 0, 22, 8, 11, 30, 2, 14, 1, 6, 7, 9, 4, 21, 33 }).reshape(2, 9);   // two rows
+        using var _ = no_grad();
+        var full = m.call(ids);                                   // (2, 9, V)
+        using var cache = m.NewCache(2, ids.device);
+        Assert.Equal(2, (int)cache.Keys(0).shape[1]);             // the cache holds the key/value heads only
+        var prefill = m.Logits(m.Hidden(ids.narrow(1, 0, 4), cache: cache));
+        Assert.True(allclose(full.narrow(1, 0, 4), prefill, rtol: 1e-4, atol: 1e-5));
+        for (int t = 4; t < 9; t++)
+        {
+            var step = m.Logits(m.Hidden(ids.narrow(1, t, 1), cache: cache));
+            Assert.True(allclose(full.narrow(1, t, 1), step, rtol: 1e-4, atol: 1e-5), $"position {t}");
+        }
+        Assert.Equal(9, cache.Length);
+    }
+
+    [Theory]
+    [InlineData("num_key_value_heads", 3)]
+    [InlineData("num_attention_heads", 5)]
+    public void A_config_that_cannot_be_built_is_an_error_naming_the_key(string key, int value)
+    {
+        var c = key == "num_key_value_heads" ? Tiny() with { NumKeyValueHeads = value } : Tiny() with { NumAttentionHeads = value };
+        var e = Assert.Throws<ChatForgeException>(() => c.Validate("config.json"));
+        Assert.Contains($"'{key}' = {value}", e.Message);
+    }
+}
