@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using ChatForge.Checkpoints;
 using ChatForge.Modeling;
 using ChatForge.Tests.Support;
@@ -32,28 +31,6 @@ public class LlamaTests
         return m;
     }
 
-    /// <summary>config.json and model.safetensors with LlamaForCausalLM's names, as the reference reads them.</summary>
-    static void Write(string dir, Llama m, string modelType)
-    {
-        Directory.CreateDirectory(dir);
-        var c = m.Config;
-        var cfg = new JsonObject
-        {
-            ["model_type"] = modelType, ["vocab_size"] = c.VocabSize, ["hidden_size"] = c.HiddenSize, ["intermediate_size"] = c.IntermediateSize,
-            ["num_hidden_layers"] = c.NumHiddenLayers, ["num_attention_heads"] = c.NumAttentionHeads, ["num_key_value_heads"] = c.NumKeyValueHeads,
-            ["max_position_embeddings"] = c.MaxPositionEmbeddings, ["rms_norm_eps"] = c.RmsNormEps, ["rope_theta"] = c.RopeTheta,
-            ["tie_word_embeddings"] = c.TieWordEmbeddings, ["attention_bias"] = c.AttentionBias,
-        };
-        if (c.RopeScaling is { } s)
-            cfg["rope_scaling"] = new JsonObject
-            {
-                ["rope_type"] = "llama3", ["factor"] = s.Factor, ["low_freq_factor"] = s.LowFreqFactor, ["high_freq_factor"] = s.HighFreqFactor,
-                ["original_max_position_embeddings"] = s.OriginalMaxPositionEmbeddings,
-            };
-        File.WriteAllText(Path.Combine(dir, "config.json"), cfg.ToJsonString());
-        SafeTensors.Save(Path.Combine(dir, "model.safetensors"), m.named_parameters().Select(p => KeyValuePair.Create(p.name, (Tensor)p.parameter)));
-    }
-
     static double[] Reference(string dir, int[] ids)
     {
         var script = Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "hf_reference", "llama_reference.py");
@@ -78,7 +55,7 @@ public class LlamaTests
     {
         using var d = new TempDir();
         using var m = Random(Tiny(kvHeads, tied, bias, scaled), seed: 3 + kvHeads);
-        Write(d.Path, m, modelType);
+        LlamaCheckpoint.Save(m, d.Path, modelType);
         var names = m.named_parameters().Select(p => p.name).ToList();
         Assert.Contains("model.layers.1.self_attn.k_proj.weight", names);
         Assert.Equal(!tied, names.Contains("lm_head.weight"));
@@ -109,6 +86,89 @@ public class LlamaTests
             Assert.True(allclose(full.narrow(1, t, 1), step, rtol: 1e-4, atol: 1e-5), $"position {t}");
         }
         Assert.Equal(9, cache.Length);
+    }
+
+    static double[] LastLogits(Llama m, int[] ids)
+    {
+        using var _ = no_grad();
+        return m.call(tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0))[0, -1].data<float>().Select(x => (double)x).ToArray();
+    }
+
+    [Fact]
+    public void A_saved_checkpoint_loads_back_whole_sharded_or_in_bf16()
+    {
+        using var d = new TempDir();
+        using var m = Random(Tiny(kvHeads: 2, bias: true), seed: 12);
+        var ids = new[] { 1, 2, 3, 30 };
+        var want = LastLogits(m, ids);
+        LlamaCheckpoint.Save(m, d["qwen"], "qwen2");
+        using (var back = LlamaCheckpoint.Load(d["qwen"]))
+        {
+            Assert.Equal(m.Config, back.Config);
+            Assert.Equal(want, LastLogits(back, ids));
+        }
+        // Shards listed in model.safetensors.index.json, as large checkpoints come.
+        Directory.CreateDirectory(d["sharded"]);
+        File.Copy(d["qwen/config.json"], d["sharded/config.json"]);
+        var all = SafeTensors.Load(d["qwen/model.safetensors"]);
+        var names = all.Keys.Order().ToList();
+        var shards = new[] { names.Take(names.Count / 2).ToList(), names.Skip(names.Count / 2).ToList() };
+        var map = new System.Text.Json.Nodes.JsonObject();
+        for (int i = 0; i < 2; i++)
+        {
+            var file = $"model-0000{i + 1}-of-00002.safetensors";
+            SafeTensors.Save(d["sharded/" + file], shards[i].Select(n => KeyValuePair.Create(n, all[n])));
+            foreach (var n in shards[i]) map[n] = file;
+        }
+        File.WriteAllText(d["sharded/model.safetensors.index.json"], new System.Text.Json.Nodes.JsonObject { ["weight_map"] = map }.ToJsonString());
+        using (var back = LlamaCheckpoint.Load(d["sharded"])) Assert.Equal(want, LastLogits(back, ids));
+        // BF16 weights, read into fp32: close, not equal.
+        LlamaCheckpoint.Save(m, d["bf16"], "qwen2", ScalarType.BFloat16);
+        using (var back = LlamaCheckpoint.Load(d["bf16"]))
+        {
+            Assert.Equal(ScalarType.Float32, back.parameters().First().dtype);
+            var got = LastLogits(back, ids);
+            for (int i = 0; i < want.Length; i++) Assert.Equal(want[i], got[i], 1);
+        }
+    }
+
+    [Fact]
+    public void A_checkpoint_the_decoder_cannot_run_is_a_one_line_error_naming_the_key_or_tensor()
+    {
+        using var d = new TempDir();
+        using var m = Random(Tiny(), seed: 13);
+        LlamaCheckpoint.Save(m, d["ok"]);
+        void Bad(string edit, string expected, Action<string>? change = null)
+        {
+            var dir = d[Guid.NewGuid().ToString("N")];
+            Directory.CreateDirectory(dir);
+            foreach (var f in Directory.GetFiles(d["ok"])) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+            var cfg = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))!.AsObject();
+            if (edit.Length > 0) foreach (var (k, v) in System.Text.Json.Nodes.JsonNode.Parse(edit)!.AsObject().ToList()) cfg[k] = v?.DeepClone();
+            File.WriteAllText(Path.Combine(dir, "config.json"), cfg.ToJsonString());
+            change?.Invoke(dir);
+            var e = Assert.Throws<ChatForgeException>(() => LlamaCheckpoint.Load(dir));
+            Assert.Contains(expected, e.Message);
+            Assert.DoesNotContain("\n", e.Message);
+        }
+        Bad("""{"model_type":"mistral"}""", "'model_type' = mistral is not supported");
+        Bad("""{"use_sliding_window":true}""", "'use_sliding_window'");
+        Bad("""{"rope_scaling":{"rope_type":"yarn","factor":4}}""", "'rope_scaling.rope_type' = yarn");
+        Bad("""{"hidden_act":"gelu"}""", "'hidden_act' = gelu");
+        Bad("""{"num_key_value_heads":3}""", "'num_key_value_heads' = 3");
+        Bad("""{"hidden_size":"big"}""", "'hidden_size' must be an integer");
+        Bad("""{"intermediate_size":32}""", "tensor 'model.layers.0.mlp.gate_proj.weight' has shape [24, 16], the config needs [32, 16]");
+        Bad("", "tensor 'lm_head.weight' is missing", dir =>
+        {
+            var t = SafeTensors.Load(Path.Combine(dir, "model.safetensors"));
+            SafeTensors.Save(Path.Combine(dir, "model.safetensors"), t.Where(kv => kv.Key != "lm_head.weight"));
+        });
+        Bad("", "unexpected tensor 'model.layers.0.self_attn.q_proj.bias'", dir =>
+        {
+            var t = SafeTensors.Load(Path.Combine(dir, "model.safetensors"));
+            t["model.layers.0.self_attn.q_proj.bias"] = zeros(16);
+            SafeTensors.Save(Path.Combine(dir, "model.safetensors"), t);
+        });
     }
 
     [Theory]
