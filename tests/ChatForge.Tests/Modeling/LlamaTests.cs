@@ -66,7 +66,7 @@ public class LlamaTests
         using var _ = no_grad();
         var ours = m.call(tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0))[0, -1].data<float>().ToArray();
         Assert.Equal(40, reference.Length);
-        for (int i = 0; i < ours.Length; i++) Assert.Equal(reference[i], ours[i], 4);
+        for (int i = 0; i < ours.Length; i++) Assert.True(Math.Abs(reference[i] - ours[i]) < 1e-4, $"logit {i}: reference {reference[i]}, ours {ours[i]}");
     }
 
     [Fact]
@@ -94,6 +94,12 @@ public class LlamaTests
         return m.call(tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0))[0, -1].data<float>().Select(x => (double)x).ToArray();
     }
 
+    static void AssertClose(double[] want, double[] got)
+    {
+        Assert.Equal(want.Length, got.Length);
+        for (int i = 0; i < want.Length; i++) Assert.True(Math.Abs(want[i] - got[i]) < 1e-6, $"logit {i}: {want[i]} against {got[i]}");
+    }
+
     [Fact]
     public void A_saved_checkpoint_loads_back_whole_sharded_or_in_bf16()
     {
@@ -105,7 +111,7 @@ public class LlamaTests
         using (var back = LlamaCheckpoint.Load(d["qwen"]))
         {
             Assert.Equal(m.Config, back.Config);
-            Assert.Equal(want, LastLogits(back, ids));
+            AssertClose(want, LastLogits(back, ids));
         }
         // Shards listed in model.safetensors.index.json, as large checkpoints come.
         Directory.CreateDirectory(d["sharded"]);
@@ -121,14 +127,14 @@ public class LlamaTests
             foreach (var n in shards[i]) map[n] = file;
         }
         File.WriteAllText(d["sharded/model.safetensors.index.json"], new System.Text.Json.Nodes.JsonObject { ["weight_map"] = map }.ToJsonString());
-        using (var back = LlamaCheckpoint.Load(d["sharded"])) Assert.Equal(want, LastLogits(back, ids));
+        using (var back = LlamaCheckpoint.Load(d["sharded"])) AssertClose(want, LastLogits(back, ids));
         // BF16 weights, read into fp32: close, not equal.
         LlamaCheckpoint.Save(m, d["bf16"], "qwen2", ScalarType.BFloat16);
         using (var back = LlamaCheckpoint.Load(d["bf16"]))
         {
             Assert.Equal(ScalarType.Float32, back.parameters().First().dtype);
             var got = LastLogits(back, ids);
-            for (int i = 0; i < want.Length; i++) Assert.Equal(want[i], got[i], 1);
+            for (int i = 0; i < want.Length; i++) Assert.True(Math.Abs(want[i] - got[i]) < 0.05, $"logit {i}: fp32 {want[i]}, bf16 {got[i]}");
         }
     }
 
