@@ -156,15 +156,10 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>
     /// <param name="cache">KV cache to read and extend</param>
     public Tensor Hidden(Tensor idx, Tensor? positions = null, Tensor? mask = null, KvCache? cache = null)
     {
-        long t = idx.shape[1];
-        int past = cache?.Length ?? 0;
-        if (past + t > Config.NPositions)
-            throw new ChatForgeException($"sequence of {past + t} tokens is longer than the model's context ({Config.NPositions})");
-        positions ??= arange(past, past + t, dtype: ScalarType.Int64, device: idx.device).unsqueeze(0);
-        if (mask is null && past > 0 && t > 1) mask = AttentionMasks.AfterCache(past, t, idx.device); // several new tokens after cached ones
+        (positions, mask) = KvCache.Inputs(idx, positions, mask, cache, Config.NPositions);
         var x = _drop.call(_wte.call(idx) + _wpe.call(positions));
         for (int l = 0; l < _h.Count; l++) x = _h[l].Forward(x, mask, cache, l);
-        cache?.Advance((int)t);
+        cache?.Advance((int)idx.shape[1]);
         return _lnF.call(x);
     }
 

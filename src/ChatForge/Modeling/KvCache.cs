@@ -13,15 +13,35 @@ public sealed class KvCache : IDisposable
     public int Capacity { get; }
 
     public KvCache(GptConfig config, int batch, Device device, ScalarType dtype = ScalarType.Float32)
+        : this(config.NLayer, batch, config.NHead, config.NPositions, config.HeadSize, device, dtype) { }
+
+    /// <summary>An empty cache of <paramref name="heads"/> key/value heads per layer (fewer than the query heads with GQA).</summary>
+    public KvCache(int layers, int batch, int heads, int capacity, int headSize, Device device, ScalarType dtype = ScalarType.Float32)
     {
-        Capacity = config.NPositions;
-        _k = new Tensor[config.NLayer];
-        _v = new Tensor[config.NLayer];
-        for (int l = 0; l < config.NLayer; l++)
+        Capacity = capacity;
+        _k = new Tensor[layers];
+        _v = new Tensor[layers];
+        for (int l = 0; l < layers; l++)
         {
-            _k[l] = zeros(batch, config.NHead, Capacity, config.HeadSize, dtype: dtype, device: device).DetachFromDisposeScope();
-            _v[l] = zeros(batch, config.NHead, Capacity, config.HeadSize, dtype: dtype, device: device).DetachFromDisposeScope();
+            _k[l] = zeros(batch, heads, capacity, headSize, dtype: dtype, device: device).DetachFromDisposeScope();
+            _v[l] = zeros(batch, heads, capacity, headSize, dtype: dtype, device: device).DetachFromDisposeScope();
         }
+    }
+
+    /// <summary>
+    /// A decoder's inputs for <paramref name="idx"/> (B, T) after what <paramref name="cache"/> holds: the position ids
+    /// (default cache.Length, cache.Length+1, …) and the mask (default: causal; after cached positions, several new tokens
+    /// need an explicit one). Too long a sequence for the <paramref name="context"/> is an error.
+    /// </summary>
+    public static (Tensor Positions, Tensor? Mask) Inputs(Tensor idx, Tensor? positions, Tensor? mask, KvCache? cache, int context)
+    {
+        long t = idx.shape[1];
+        int past = cache?.Length ?? 0;
+        if (past + t > context)
+            throw new ChatForgeException($"sequence of {past + t} tokens is longer than the model's context ({context})");
+        positions ??= arange(past, past + t, dtype: ScalarType.Int64, device: idx.device).unsqueeze(0);
+        if (mask is null && past > 0 && t > 1) mask = Data.AttentionMasks.AfterCache(past, t, idx.device);
+        return (positions, mask);
     }
 
     /// <summary>A cache over given tensors, (B, n_head, capacity, head_size) per layer, whose first <paramref name="length"/> positions are filled; it owns them.</summary>

@@ -233,8 +233,7 @@ public sealed class Llama : nn.Module<Tensor, Tensor>
 
     /// <summary>A KV cache for this model: one entry per key/value head (fewer than the query heads with GQA).</summary>
     public KvCache NewCache(int batch, Device device) =>
-        new(Enumerable.Range(0, Config.NumHiddenLayers).Select(_ => zeros(batch, Config.NumKeyValueHeads, Config.MaxPositionEmbeddings, Config.HeadDim, device: device).DetachFromDisposeScope()).ToArray(),
-            Enumerable.Range(0, Config.NumHiddenLayers).Select(_ => zeros(batch, Config.NumKeyValueHeads, Config.MaxPositionEmbeddings, Config.HeadDim, device: device).DetachFromDisposeScope()).ToArray(), 0);
+        new(Config.NumHiddenLayers, batch, Config.NumKeyValueHeads, Config.MaxPositionEmbeddings, Config.HeadDim, device);
 
     public override Tensor forward(Tensor idx) => Logits(Hidden(idx));
 
@@ -243,16 +242,11 @@ public sealed class Llama : nn.Module<Tensor, Tensor>
     /// <param name="mask">boolean (B, 1, T, Tk) attention mask, true = may attend; null = causal</param>
     public Tensor Hidden(Tensor idx, Tensor? positions = null, Tensor? mask = null, KvCache? cache = null)
     {
-        long t = idx.shape[1];
-        int past = cache?.Length ?? 0;
-        if (past + t > Config.MaxPositionEmbeddings)
-            throw new ChatForgeException($"sequence of {past + t} tokens is longer than the model's context ({Config.MaxPositionEmbeddings})");
-        positions ??= arange(past, past + t, dtype: ScalarType.Int64, device: idx.device).unsqueeze(0);
-        if (mask is null && past > 0 && t > 1) mask = Data.AttentionMasks.AfterCache(past, t, idx.device);
+        (positions, mask) = KvCache.Inputs(idx, positions, mask, cache, Config.MaxPositionEmbeddings);
         var (cos, sin) = Rope.CosSin(positions, _invFreq);
         var x = _model.EmbedTokens.call(idx);
         for (int l = 0; l < _model.Layers.Count; l++) x = _model.Layers[l].Forward(x, cos, sin, mask, cache, l);
-        cache?.Advance((int)t);
+        cache?.Advance((int)idx.shape[1]);
         return _model.Norm.call(x);
     }
 

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Text.Json;
 using ChatForge.Checkpoints;
 using ChatForge.Modeling;
 using ChatForge.Tests.Support;
@@ -26,17 +24,7 @@ public class HfReferenceTests
         using (no_grad()) foreach (var p in m.parameters()) p.add_(randn_like(p) * 0.05); // non-trivial biases and LayerNorms
         HfCheckpoint.Write(d.Path, m, new ByteTokenizer());
         var ids = new[] { 72, 101, 108, 108, 111 };
-        var script = Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "hf_reference", "gpt2_reference.py");
-        var psi = new ProcessStartInfo("python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.GetFullPath(script));
-        psi.ArgumentList.Add(d.Path);
-        foreach (var i in ids) psi.ArgumentList.Add(i.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        using var proc = Process.Start(psi)!;
-        var stdout = proc.StandardOutput.ReadToEnd();
-        var stderr = proc.StandardError.ReadToEnd();
-        proc.WaitForExit();
-        Assert.True(proc.ExitCode == 0, stderr);
-        var reference = JsonSerializer.Deserialize<double[]>(stdout)!;
+        var reference = PythonReference.LastLogits("gpt2_reference.py", d.Path, ids);
         m.eval();
         using var _ = no_grad();
         var ours = m.call(tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0))[0, -1].data<float>().ToArray();

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Text.Json;
 using ChatForge.Checkpoints;
 using ChatForge.Modeling;
 using ChatForge.Tests.Support;
@@ -31,21 +29,6 @@ public class LlamaTests
         return m;
     }
 
-    static double[] Reference(string dir, int[] ids)
-    {
-        var script = Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "hf_reference", "llama_reference.py");
-        var psi = new ProcessStartInfo("python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.GetFullPath(script));
-        psi.ArgumentList.Add(dir);
-        foreach (var i in ids) psi.ArgumentList.Add(i.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        using var proc = Process.Start(psi)!;
-        var stdout = proc.StandardOutput.ReadToEnd();
-        var stderr = proc.StandardError.ReadToEnd();
-        proc.WaitForExit();
-        Assert.True(proc.ExitCode == 0, stderr);
-        return JsonSerializer.Deserialize<double[]>(stdout)!;
-    }
-
     [Theory]
     [InlineData(2, false, false, false, "llama")]   // grouped-query attention: 4 query heads share 2 key/value heads
     [InlineData(4, true, false, false, "llama")]    // multi-head, tied embeddings
@@ -62,7 +45,7 @@ public class LlamaTests
         Assert.Equal(bias, names.Contains("model.layers.0.self_attn.q_proj.bias"));
         Assert.DoesNotContain("model.layers.0.self_attn.o_proj.bias", names);
         var ids = new[] { 5, 17, 3, 39, 0, 22, 8 };
-        var reference = Reference(d.Path, ids);
+        var reference = PythonReference.LastLogits("llama_reference.py", d.Path, ids);
         using var _ = no_grad();
         var ours = m.call(tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0))[0, -1].data<float>().ToArray();
         Assert.Equal(40, reference.Length);
