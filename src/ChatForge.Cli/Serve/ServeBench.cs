@@ -40,11 +40,7 @@ public static class ServeBench
             temp = Path.Combine(Path.GetTempPath(), "chatforge-bench-" + Guid.NewGuid().ToString("N"));
             TorchSharp.torch.manual_seed(1);
             var tok = new ByteTokenizer();
-            using var m = new Gpt(new GptConfig
-            {
-                VocabSize = tok.VocabSize, NPositions = o.Shape.BlockSize, NEmbd = o.Shape.NEmbd, NLayer = o.Shape.NLayer, NHead = o.Shape.NHead,
-                BosTokenId = tok.EosId(), EosTokenId = tok.EosId(),
-            });
+            using var m = o.Shape.Build(tok.VocabSize, tok.EosId(), tok.EosId());
             HfCheckpoint.Write(temp, m, tok);
             dir = temp;
             log?.Invoke($"serve bench: random weights, {o.Shape.NLayer} layers × {o.Shape.NEmbd}, context {o.Shape.BlockSize}, byte-level vocabulary");

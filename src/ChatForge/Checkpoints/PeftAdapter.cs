@@ -8,14 +8,15 @@ namespace ChatForge.Checkpoints;
 
 /// <summary>
 /// LoRA adapters in PEFT's layout: adapter_config.json + adapter_model.safetensors with
-/// base_model.model.transformer.h.N.….lora_A.weight / lora_B.weight names.
+/// base_model.model.&lt;HF module path&gt;.lora_A.weight / lora_B.weight names (transformer.h.N.attn.c_attn for GPT-2,
+/// model.layers.N.self_attn.q_proj for the Llama family). target_modules lists the modules actually adapted.
 /// </summary>
 public static class PeftAdapter
 {
     public const string ConfigFile = "adapter_config.json";
     public const string WeightsFile = "adapter_model.safetensors";
 
-    public static void Save(string dir, Gpt model, LoraConfig c, string? baseModel)
+    public static void Save(string dir, CausalLM model, LoraConfig c, string? baseModel)
     {
         Directory.CreateDirectory(dir);
         var config = new JsonObject
@@ -25,8 +26,8 @@ public static class PeftAdapter
             ["r"] = c.R,
             ["lora_alpha"] = c.LoraAlpha,
             ["lora_dropout"] = c.LoraDropout,
-            ["target_modules"] = new JsonArray(c.TargetModules.Select(t => (JsonNode)t!).ToArray()),
-            ["fan_in_fan_out"] = true, // GPT-2's Conv1D layers
+            ["target_modules"] = new JsonArray(Lora.AdaptedModules(model).Select(t => (JsonNode)t!).ToArray()),
+            ["fan_in_fan_out"] = model is Gpt, // GPT-2's Conv1D layers
             ["bias"] = "none",
             ["base_model_name_or_path"] = baseModel,
             ["inference_mode"] = true,
@@ -62,10 +63,10 @@ public static class PeftAdapter
     }
 
     /// <summary>Attaches the adapters saved in <paramref name="dir"/> to <paramref name="model"/>.</summary>
-    public static LoraConfig Load(string dir, Gpt model)
+    public static LoraConfig Load(string dir, CausalLM model)
     {
         var c = ReadConfig(dir);
-        Lora.Attach(model, c);
+        Lora.Attach(model, c, Path.Combine(dir, ConfigFile));
         var path = Path.Combine(dir, WeightsFile);
         var tensors = SafeTensors.Load(path);
         using (no_grad())

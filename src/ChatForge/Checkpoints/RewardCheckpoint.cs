@@ -6,8 +6,8 @@ using static TorchSharp.torch;
 namespace ChatForge.Checkpoints;
 
 /// <summary>
-/// A reward (or value) model directory: Hugging Face's GPT2ForSequenceClassification layout, the GPT-2
-/// files plus score.weight [1, n_embd], and the normalisation (mean, std) under config.json's "chatforge" key.
+/// A reward (or value) model directory: Hugging Face's GPT2ForSequenceClassification (or LlamaForSequenceClassification,
+/// Qwen2ForSequenceClassification) layout, the backbone's files plus score.weight [1, hidden], and the normalisation (mean, std) under config.json's "chatforge" key.
 /// </summary>
 public static class RewardCheckpoint
 {
@@ -15,11 +15,11 @@ public static class RewardCheckpoint
     {
         var cf = new JsonObject
         {
-            ["architectures"] = new JsonArray("GPT2ForSequenceClassification"),
+            ["architectures"] = new JsonArray(rm.Backbone.ModelType switch { "llama" => "LlamaForSequenceClassification", "qwen2" => "Qwen2ForSequenceClassification", _ => "GPT2ForSequenceClassification" }),
             ["num_labels"] = 1,
             ["id2label"] = new JsonObject { ["0"] = "LABEL_0" },
             ["label2id"] = new JsonObject { ["LABEL_0"] = 0 },
-            ["pad_token_id"] = rm.Backbone.Config.EosTokenId,
+            ["pad_token_id"] = tok.EosId(),
             ["chatforge"] = new JsonObject { ["stage"] = stage, ["reward_mean"] = rm.Mean, ["reward_std"] = rm.Std },
         };
         if (more is not null) foreach (var (k, v) in more) cf["chatforge"]![k] = v?.DeepClone();
@@ -33,7 +33,7 @@ public static class RewardCheckpoint
             throw new ChatForgeException($"{dir}: not a reward model (no score.weight in {HfCheckpoint.WeightsFile})");
         var rm = new RewardModel(gpt);
         if (!w.shape.SequenceEqual(rm.ScoreWeight.shape))
-            throw new ChatForgeException($"{dir}: score.weight has shape [{string.Join(", ", w.shape)}], expected [1, {gpt.Config.NEmbd}]");
+            throw new ChatForgeException($"{dir}: score.weight has shape [{string.Join(", ", w.shape)}], expected [1, {gpt.HiddenSize}]");
         using (no_grad()) rm.ScoreWeight.copy_(w.to(rm.ScoreWeight.device));
         var cfg = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, HfCheckpoint.ConfigFile)));
         rm.Mean = (double?)cfg?["chatforge"]?["reward_mean"] ?? 0;

@@ -17,7 +17,7 @@ public static class BestOfNEval
     /// <summary>One N: the chosen responses' mean oracle and RM scores, the KL, and (alignment task) their honest and harmless rates.</summary>
     public sealed record Point(int N, double Oracle, double OracleSd, double Rm, double Kl, IReadOnlyDictionary<string, double>? Rates = null);
 
-    public static List<Point> Curve(Gpt policy, RewardModel rm, ITokenizer tok, SentimentOracle oracle, IReadOnlyList<string> prompts,
+    public static List<Point> Curve(CausalLM policy, RewardModel rm, ITokenizer tok, SentimentOracle oracle, IReadOnlyList<string> prompts,
                                     IReadOnlyList<int> ns, SamplingOptions o)
     {
         var gen = new TextGenerator(policy, tok);
@@ -36,7 +36,7 @@ public static class BestOfNEval
     /// Best-of-N on the alignment task's held-out chat prompts (<paramref name="prompts"/>): the alignment oracle's mean
     /// score of the chosen responses, their RM score, the KL, and the rates of <see cref="TaskEval.AlignmentRates"/>.
     /// </summary>
-    public static List<Point> AlignmentCurve(Gpt policy, RewardModel rm, ITokenizer tok, AlignmentOracle oracle, IReadOnlyList<Data.AlignmentPrompt> prompts,
+    public static List<Point> AlignmentCurve(CausalLM policy, RewardModel rm, ITokenizer tok, AlignmentOracle oracle, IReadOnlyList<Data.AlignmentPrompt> prompts,
                                              IReadOnlyList<int> ns, SamplingOptions o)
     {
         var gen = new TextGenerator(policy, tok);

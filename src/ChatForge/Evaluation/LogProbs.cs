@@ -27,11 +27,11 @@ public static class LogProbs
     }
 
     /// <summary>The model's logits (B, T, V) for a batch's inputs, with its positions and attention mask.</summary>
-    public static Tensor Logits(Gpt model, CausalBatch batch) =>
+    public static Tensor Logits(CausalLM model, CausalBatch batch) =>
         model.Logits(model.Hidden(batch.Input, batch.Positions, batch.Mask));
 
     /// <summary>Mean cross-entropy of the trained-on (response) tokens of <paramref name="examples"/>, nats per token.</summary>
-    public static double ResponseLoss(Gpt model, ITokenizer tok, IReadOnlyList<Segment> examples, int batch)
+    public static double ResponseLoss(CausalLM model, ITokenizer tok, IReadOnlyList<Segment> examples, int batch)
     {
         double nats = 0, n = 0;
         var device = model.TokenEmbedding.device;
@@ -51,7 +51,7 @@ public static class LogProbs
     /// log π(targets | context) of each sequence: the sum over its target tokens (a response after its
     /// prompt: <see cref="Segment.From"/>) of log p(token | everything before it). (B)
     /// </summary>
-    public static Tensor SequenceLogProbs(Gpt model, IReadOnlyList<Segment> sequences, int padId)
+    public static Tensor SequenceLogProbs(CausalLM model, IReadOnlyList<Segment> sequences, int padId)
     {
         var batch = CausalBatch.Build(sequences, padId, model.TokenEmbedding.device);
         return TargetLogProbs(Logits(model, batch), batch).LogProbs.sum(1);

@@ -14,7 +14,7 @@ public static class Perplexity
     /// val_loss compares with the training loss. (<see cref="Score"/> instead gives every token as much
     /// context as the model holds.)
     /// </summary>
-    public static Dictionary<string, double> OnWindows(Gpt model, ITokenizer tok, TokenStream s, long[] offsets, int blockSize, int batch)
+    public static Dictionary<string, double> OnWindows(CausalLM model, ITokenizer tok, TokenStream s, long[] offsets, int blockSize, int batch)
     {
         if (offsets.Length == 0) throw new ArgumentException("no windows to evaluate", nameof(offsets));
         double nats = 0, count = 0, bytes = 0;
@@ -47,11 +47,11 @@ public static class Perplexity
     /// tokens before it; stride 1 gives every token the last min(t, ctx) tokens (exact, one forward pass
     /// per token), the default, half the context, costs about two passes over the text.
     /// </summary>
-    public static (double NatsPerToken, int Tokens) Score(Gpt model, ITokenizer tok, string text, int? stride = null)
+    public static (double NatsPerToken, int Tokens) Score(CausalLM model, ITokenizer tok, string text, int? stride = null)
     {
         var ids = tok.Encode(text);
         if (ids.Length < 2) throw new ChatForgeException("--text must have at least two tokens to score");
-        var logps = SlidingLogProbs(model, ids, 1, stride ?? Math.Max(1, model.Config.NPositions / 2));
+        var logps = SlidingLogProbs(model, ids, 1, stride ?? Math.Max(1, model.Context / 2));
         return (-logps.Average(), ids.Length);
     }
 
@@ -62,9 +62,9 @@ public static class Perplexity
     /// reached. So token t sees between min(t, ctx + 1 − stride) and ctx tokens; with stride 1, exactly the last
     /// min(t, ctx): what a generator that crops to the context (nanoGPT's, <see cref="Generation.TextGenerator"/>) saw.
     /// </summary>
-    public static double[] SlidingLogProbs(Gpt model, int[] ids, int from, int stride)
+    public static double[] SlidingLogProbs(CausalLM model, int[] ids, int from, int stride)
     {
-        int ctx = model.Config.NPositions;
+        int ctx = model.Context;
         if (from < 1 || from > ids.Length) throw new ArgumentOutOfRangeException(nameof(from), from, "the first scored token needs one token before it");
         if (stride < 1 || stride > ctx) throw new ChatForgeException($"stride must be between 1 and the context ({ctx}), got {stride}");
         // (begin, first, end): the model reads ids[begin .. end−1) and the targets first … end−1 are scored.
@@ -84,7 +84,7 @@ public static class Perplexity
         {
             using var _ = no_grad();
             // Full windows have the same length: a batch of them per forward pass, up to 16 or 2^26 logits.
-            int perPass = (int)Math.Clamp((1L << 26) / ((long)ctx * model.Config.VocabSize), 1, 16);
+            int perPass = (int)Math.Clamp((1L << 26) / ((long)ctx * model.VocabSize), 1, 16);
             foreach (var group in windows.GroupBy(w => w.End - w.Begin).SelectMany(g => g.Chunk(perPass)))
             {
                 using var scope = NewDisposeScope();
@@ -110,9 +110,9 @@ public static class Perplexity
     public const int PretrainLossWindows = 64, PretrainLossBatch = 16;
 
     /// <summary>Mean next-token loss on a fixed set of held-out pretraining windows.</summary>
-    public static double PretrainLoss(Gpt model, TokenStream val, int windows = PretrainLossWindows)
+    public static double PretrainLoss(CausalLM model, TokenStream val, int windows = PretrainLossWindows)
     {
-        int t = Math.Min(model.Config.NPositions, val.Tokens.Length - 2);
+        int t = Math.Min(model.Context, val.Tokens.Length - 2);
         var offs = val.EvalOffsets(t, windows);
         double nats = 0, n = 0;
         using var _ = no_grad();

@@ -14,7 +14,7 @@ namespace ChatForge.Evaluation;
 /// </summary>
 public static class PolicyEval
 {
-    public static Dictionary<string, double> Run(Gpt policy, Gpt sft, ITokenizer tok, IReadOnlyList<string> prompts, SentimentOracle? oracle,
+    public static Dictionary<string, double> Run(CausalLM policy, CausalLM sft, ITokenizer tok, IReadOnlyList<string> prompts, SentimentOracle? oracle,
                                                  RewardModel? rm, int maxNewTokens, long seed) =>
         Run(policy, sft, tok, prompts.Select(p => (ChatPrompt)p).ToList(), chat: false, oracle is null ? null : (ChatPrompt _, string response) => oracle.Score(response), "oracle_sentiment", rm, maxNewTokens, seed);
 
@@ -23,7 +23,7 @@ public static class PolicyEval
     /// at the end-of-turn token) with any oracle of (prompt, response): its mean is <paramref name="oracleKey"/>, its
     /// standard deviation <paramref name="oracleKey"/>_sd.
     /// </summary>
-    public static Dictionary<string, double> Run(Gpt policy, Gpt sft, ITokenizer tok, IReadOnlyList<ChatPrompt> prompts, bool chat,
+    public static Dictionary<string, double> Run(CausalLM policy, CausalLM sft, ITokenizer tok, IReadOnlyList<ChatPrompt> prompts, bool chat,
                                                  Func<ChatPrompt, string, double>? oracle, string oracleKey, RewardModel? rm, int maxNewTokens, long seed)
     {
         var gen = new TextGenerator(policy, tok);
@@ -59,7 +59,7 @@ public static class PolicyEval
     /// no single window holds every response token with its context, so the window slides one token at a
     /// time past the first (one more forward pass per token; the first window covers the rest).
     /// </summary>
-    public static double SequenceLogProb(Gpt model, int[] query, int[] response)
+    public static double SequenceLogProb(CausalLM model, int[] query, int[] response)
     {
         if (query.Length == 0) throw new ArgumentException("the query must have at least one token", nameof(query));
         if (response.Length == 0) return 0;

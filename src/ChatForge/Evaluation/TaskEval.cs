@@ -47,7 +47,7 @@ public static class TaskEval
     }
 
     /// <param name="alignment">the refusal and abstention texts the alignment keys look for (null: the defaults)</param>
-    public static Result Run(Gpt model, ITokenizer tok, DemoSuite suite, bool chat, int batch = 32, AlignmentTexts? alignment = null)
+    public static Result Run(CausalLM model, ITokenizer tok, DemoSuite suite, bool chat, int batch = 32, AlignmentTexts? alignment = null)
     {
         var gen = new TextGenerator(model, tok);
         var samples = new List<Sample>();
@@ -125,7 +125,7 @@ public static class TaskEval
 
         Alignment(suite, alignment ?? new AlignmentTexts(), AskPrompts, metrics, samples);
 
-        var val = suite.Validation.Select(e => SftData.Encode(tok, e, model.Config.NPositions)).ToList();
+        var val = suite.Validation.Select(e => SftData.Encode(tok, e, model.Context)).ToList();
         metrics["response_loss"] = LogProbs.ResponseLoss(model, tok, val, batch);
         return new Result(metrics, samples, byPhrasing);
     }
@@ -182,7 +182,7 @@ public static class TaskEval
     /// (<see cref="Conversations"/>). A chat model answers every turn itself (<see cref="Converse"/>), exactly as
     /// `chatforge chat --temperature 0` does; a base model reads the user turns as lines of text.
     /// </summary>
-    static double MultiTurn(Gpt model, ITokenizer tok, DemoSuite suite, bool chat, Func<IReadOnlyList<string>, List<string>> askRaw, List<Sample> samples)
+    static double MultiTurn(CausalLM model, ITokenizer tok, DemoSuite suite, bool chat, Func<IReadOnlyList<string>, List<string>> askRaw, List<Sample> samples)
     {
         var conversations = Conversations(suite);
         var finals = chat
@@ -202,7 +202,7 @@ public static class TaskEval
     /// Each conversation's answers, turn by turn, as streamed (untrimmed): a fresh <see cref="ChatSession"/> per
     /// conversation with <see cref="ChatSession.Greedy"/> options: the chat template and context handling of `chatforge chat`.
     /// </summary>
-    public static List<List<string>> Converse(Gpt model, ITokenizer tok, IReadOnlyList<List<string>> conversations)
+    public static List<List<string>> Converse(CausalLM model, ITokenizer tok, IReadOnlyList<List<string>> conversations)
     {
         var session = new ChatSession(model, tok, ChatSession.Greedy);
         var all = new List<List<string>>();

@@ -18,11 +18,11 @@ public sealed class ChatSession
     readonly int _context;
     readonly List<ChatMessage> _history = new();
 
-    public ChatSession(Gpt model, ITokenizer tok, SamplingOptions options)
+    public ChatSession(CausalLM model, ITokenizer tok, SamplingOptions options)
     {
         _gen = new TextGenerator(model, tok);
         _tok = tok;
-        _context = model.Config.NPositions;
+        _context = model.Context;
         Options = options with { StopTokenIds = options.StopTokenIds.Append(tok.Id(SpecialTokens.ImEnd)).ToArray() };
     }
 

@@ -14,17 +14,23 @@ public sealed partial class TextGenerator
     /// others from the next step on; a row that ends leaves at once, so a long answer never holds up a short one.
     /// Each row sees exactly what it would alone: its own positions counted from its first token, and past the context
     /// the last n_positions tokens of its own sequence (recomputed every step, as <see cref="Generate"/> slides).
-    /// Not thread-safe: one thread adds and steps (the <c>GenerationQueue</c>'s worker).
+    /// Not thread-safe: one thread adds and steps (the <c>GenerationQueue</c>'s worker). The shared cache holds at most
+    /// <see cref="MaxCachePositions"/> columns, so a long-context checkpoint (Qwen2.5's 32,768) does not preallocate
+    /// gigabytes; a row longer than that is recomputed each step over its context, as past the context.
     /// </summary>
     public sealed class ContinuousBatch : IDisposable
     {
+        /// <summary>Columns of the shared KV cache at most (per row: layers × 2 × KV heads × head size × 4 bytes each).</summary>
+        public const int MaxCachePositions = 2048;
+
         readonly TextGenerator _g;
-        readonly Gpt _model;
-        readonly int _ctx;
+        readonly CausalLM _model;
+        readonly int _ctx;                       // the model's context: the window a sliding row sees
+        readonly int _width;                     // the shared cache's columns: the context, at most MaxCachePositions
         readonly List<Live> _cached = new();     // rows in the KV cache, in its batch order
-        readonly List<Live> _sliding = new();    // rows longer than the context: a full window per step
+        readonly List<Live> _sliding = new();    // rows longer than the cache: a full window per step
         KvCache? _cache;
-        Tensor? _real;                           // (B, ctx) bool: which cache columns hold a row's real tokens
+        Tensor? _real;                           // (B, width) bool: which cache columns hold a row's real tokens
         int _length;                             // cache columns in use (shared by the cached rows)
 
         sealed class Live(RowRequest q, Action<Completion> done, HashSet<int> stopIds, torch.Generator? gen, int promptLength, bool truncated)
@@ -43,7 +49,8 @@ public sealed partial class TextGenerator
         {
             _g = generator;
             _model = generator._model;
-            _ctx = _model.Config.NPositions;
+            _ctx = _model.Context;
+            _width = Math.Min(_ctx, MaxCachePositions);
         }
 
         /// <summary>Rows running.</summary>
@@ -67,12 +74,13 @@ public sealed partial class TextGenerator
             _model.eval();
             using var inference = inference_mode();
             using var scope = NewDisposeScope();
-            using var alone = new KvCache(_model.Config, 1, _g._device);
+            using var alone = _model.NewCache(1, prompt.Length, _g._device);
             var ids = tensor(prompt.Select(x => (long)x).ToArray(), device: _g._device).unsqueeze(0);
             var logits = _model.Logits(_model.Hidden(ids, null, null, alone).select(1, -1));   // (1, V)
             Take(live, logits);
             if (live.Row.Finish is not null) { Finish(live); return; }
-            Splice(live, alone, prompt.Length);
+            if (live.Seq.Count > _width) _sliding.Add(live);   // too long for the shared cache
+            else Splice(live, alone, prompt.Length);
         }
 
         /// <summary>One decoding step for every running row; rows that end are completed and leave.</summary>
@@ -82,11 +90,11 @@ public sealed partial class TextGenerator
             _model.eval();
             using var inference = inference_mode();
             using var scope = NewDisposeScope();
-            // A cached row whose next position would pass the context slides from now on.
-            foreach (var r in _cached.Where(r => r.Seq.Count > _ctx).ToList()) { Remove(r); _sliding.Add(r); }
+            // A cached row whose next position would pass the cache's width slides from now on.
+            foreach (var r in _cached.Where(r => r.Seq.Count > _width).ToList()) { Remove(r); _sliding.Add(r); }
             if (_cached.Count > 0)
             {
-                if (_length + 1 > _ctx) Compact();
+                if (_length + 1 > _width) Compact();
                 int b = _cached.Count;
                 var last = tensor(_cached.Select(r => (long)r.Seq[^1]).ToArray(), device: _g._device).unsqueeze(1);          // (B, 1)
                 var positions = tensor(_cached.Select(r => (long)(r.Seq.Count - 1)).ToArray(), device: _g._device).unsqueeze(1);
@@ -98,7 +106,7 @@ public sealed partial class TextGenerator
             }
             foreach (var r in _sliding)
             {
-                var window = tensor(r.Seq.Skip(r.Seq.Count - _ctx).Select(x => (long)x).ToArray(), device: _g._device).unsqueeze(0);
+                var window = tensor(r.Seq.Skip(Math.Max(0, r.Seq.Count - _ctx)).Select(x => (long)x).ToArray(), device: _g._device).unsqueeze(0);
                 Take(r, _model.Logits(_model.Hidden(window).select(1, -1)));
             }
             foreach (var r in _cached.Where(r => r.Row.Finish is not null).ToList()) { Remove(r); Finish(r); }
@@ -144,8 +152,8 @@ public sealed partial class TextGenerator
             for (int l = 0; l < alone.Layers; l++)
             {
                 var shape = alone.Keys(l).shape;
-                k[l] = zeros(new[] { b + 1, shape[1], _ctx, shape[3] }, device: _g._device).DetachFromDisposeScope();
-                v[l] = zeros(new[] { b + 1, shape[1], _ctx, shape[3] }, device: _g._device).DetachFromDisposeScope();
+                k[l] = zeros(new[] { b + 1, shape[1], _width, shape[3] }, device: _g._device).DetachFromDisposeScope();
+                v[l] = zeros(new[] { b + 1, shape[1], _width, shape[3] }, device: _g._device).DetachFromDisposeScope();
                 if (b > 0)
                 {
                     k[l].narrow(0, 0, b).narrow(2, length - _length, _length).copy_(_cache!.Keys(l).narrow(2, 0, _length));
@@ -154,7 +162,7 @@ public sealed partial class TextGenerator
                 k[l].narrow(0, b, 1).narrow(2, length - n, n).copy_(alone.Keys(l).narrow(2, 0, n));
                 v[l].narrow(0, b, 1).narrow(2, length - n, n).copy_(alone.Values(l).narrow(2, 0, n));
             }
-            var real = zeros(new long[] { b + 1, _ctx }, dtype: ScalarType.Bool, device: _g._device).DetachFromDisposeScope();
+            var real = zeros(new long[] { b + 1, _width }, dtype: ScalarType.Bool, device: _g._device).DetachFromDisposeScope();
             if (b > 0) real.narrow(0, 0, b).narrow(1, length - _length, _length).copy_(_real!.narrow(1, 0, _length));
             real.narrow(0, b, 1).narrow(1, length - n, n).fill_(true);
             Replace(new KvCache(k, v, length), real, length);
@@ -187,7 +195,7 @@ public sealed partial class TextGenerator
                 _cache.Values(l).narrow(2, 0, longest).copy_(_cache.Values(l).narrow(2, drop, longest).clone());
             }
             _real!.narrow(1, 0, longest).copy_(_real.narrow(1, drop, longest).clone());
-            _real.narrow(1, longest, _ctx - longest).fill_(false);
+            _real.narrow(1, longest, _width - longest).fill_(false);
             _length = longest;
             var k = Enumerable.Range(0, _cache.Layers).Select(_cache.Keys).ToArray();
             var v = Enumerable.Range(0, _cache.Layers).Select(_cache.Values).ToArray();

@@ -15,7 +15,7 @@ public static class RewardScoring
         bool was = rm.training;
         rm.eval();
         using var _ = no_grad();
-        int ctx = rm.Backbone.Config.NPositions;
+        int ctx = rm.Backbone.Context;
         for (int i = 0; i < items.Count; i += batch)
         {
             using var scope = NewDisposeScope();

@@ -8,18 +8,18 @@ using static TorchSharp.torch;
 namespace ChatForge.Generation;
 
 /// <summary>
-/// Autoregressive sampling from a <see cref="Gpt"/>: batched prompts (left-padded, with an attention
+/// Autoregressive sampling from a <see cref="CausalLM"/> (either family): batched prompts (left-padded, with an attention
 /// mask and position ids so padding changes nothing), a KV cache (or full recomputation, to compare),
 /// greedy / temperature / top-k / top-p, stop on EOS, stop tokens or stop strings, and a seed. Past the
 /// context the window slides (nanoGPT's crop to the last n_positions tokens), the same for every caller.
 /// </summary>
 public sealed partial class TextGenerator
 {
-    readonly Gpt _model;
+    readonly CausalLM _model;
     readonly ITokenizer _tok;
     readonly Device _device;
 
-    public TextGenerator(Gpt model, ITokenizer tokenizer)
+    public TextGenerator(CausalLM model, ITokenizer tokenizer)
     {
         _model = model;
         _tok = tokenizer;
@@ -38,7 +38,7 @@ public sealed partial class TextGenerator
     {
         o.Validate();
         if (prompts.Count == 0) return Array.Empty<Completion>();
-        int ctx = _model.Config.NPositions;
+        int ctx = _model.Context;
         // The first step sees at most the context, so tokens before it can never matter.
         var trimmed = prompts.Select(p => p.Length == 0 ? new[] { _tok.EosId() } : p.Length > ctx ? p[^ctx..] : p).ToArray();
         var stopIds = new HashSet<int>(o.StopTokenIds);
@@ -207,7 +207,7 @@ public sealed partial class TextGenerator
     /// </summary>
     sealed class Batch : IDisposable
     {
-        readonly Gpt _model;
+        readonly CausalLM _model;
         readonly int _ctx;
         readonly Tensor _ids, _real;    // (B, L+N)
         readonly Tensor _positions;     // (B, L+N): counted from each row's first real token
@@ -218,10 +218,10 @@ public sealed partial class TextGenerator
         /// <summary>Columns filled so far (the prompt, then one per step).</summary>
         public int Length { get; private set; }
 
-        public Batch(Gpt model, int[][] prompts, int maxNew, int padId, bool useCache)
+        public Batch(CausalLM model, int[][] prompts, int maxNew, int padId, bool useCache)
         {
             _model = model;
-            _ctx = model.Config.NPositions;
+            _ctx = model.Context;
             int b = prompts.Length, promptLen = prompts.Max(p => p.Length), total = promptLen + maxNew;
             var ids = new long[b * total];
             var real = new bool[b * total];
@@ -239,7 +239,7 @@ public sealed partial class TextGenerator
             _real = tensor(real, new long[] { b, total }, device: device).DetachFromDisposeScope();
             _positions = Positions(_real).DetachFromDisposeScope();
             _padColumns = promptLen - prompts.Min(p => p.Length);
-            _cache = useCache ? new KvCache(model.Config, b, device) : null;
+            _cache = useCache ? model.NewCache(b, Math.Min(total, _ctx), device) : null;
             Length = promptLen;
         }
 

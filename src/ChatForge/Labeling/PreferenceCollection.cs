@@ -51,7 +51,7 @@ public static class PreferenceCollection
     /// <summary>Spreads the per-round sampling seeds of different collection seeds apart (a prime).</summary>
     const long SeedStride = 1_000_003;
 
-    public static (List<Ranking> Rankings, Dictionary<string, double> Stats) Collect(Gpt policy, ITokenizer tok, Corpora corpora, CollectConfig o, Action<string>? log = null)
+    public static (List<Ranking> Rankings, Dictionary<string, double> Stats) Collect(CausalLM policy, ITokenizer tok, Corpora corpora, CollectConfig o, Action<string>? log = null)
     {
         o.Validate("collect");
         var gen = new TextGenerator(policy, tok);

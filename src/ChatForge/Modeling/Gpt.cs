@@ -15,16 +15,16 @@ namespace ChatForge.Modeling;
 /// <summary>Multi-head causal self-attention through scaled_dot_product_attention, with an optional KV cache.</summary>
 public sealed class CausalSelfAttention : nn.Module
 {
-    [ComponentName(Name = "c_attn")] internal readonly GptLinear CAttn;
-    [ComponentName(Name = "c_proj")] internal readonly GptLinear CProj;
+    [ComponentName(Name = "c_attn")] internal readonly LoraLinear CAttn;
+    [ComponentName(Name = "c_proj")] internal readonly LoraLinear CProj;
     [ComponentName(Name = "resid_dropout")] readonly Dropout _residDropout;
     readonly int _nHead;
     readonly double _attnPdrop;
 
     public CausalSelfAttention(GptConfig c) : base("attn")
     {
-        CAttn = new GptLinear(c.NEmbd, 3 * c.NEmbd);
-        CProj = new GptLinear(c.NEmbd, c.NEmbd);
+        CAttn = new LoraLinear(c.NEmbd, 3 * c.NEmbd);
+        CProj = new LoraLinear(c.NEmbd, c.NEmbd);
         _residDropout = nn.Dropout(c.ResidPdrop);
         _nHead = c.NHead;
         _attnPdrop = c.AttnPdrop;
@@ -55,14 +55,14 @@ public sealed class CausalSelfAttention : nn.Module
 /// <summary>Feed-forward: Linear → tanh-GELU → Linear.</summary>
 public sealed class Mlp : nn.Module<Tensor, Tensor>
 {
-    [ComponentName(Name = "c_fc")] internal readonly GptLinear CFc;
-    [ComponentName(Name = "c_proj")] internal readonly GptLinear CProj;
+    [ComponentName(Name = "c_fc")] internal readonly LoraLinear CFc;
+    [ComponentName(Name = "c_proj")] internal readonly LoraLinear CProj;
     [ComponentName(Name = "dropout")] readonly Dropout _dropout;
 
     public Mlp(GptConfig c) : base("mlp")
     {
-        CFc = new GptLinear(c.NEmbd, c.Inner);
-        CProj = new GptLinear(c.Inner, c.NEmbd);
+        CFc = new LoraLinear(c.NEmbd, c.Inner);
+        CProj = new LoraLinear(c.Inner, c.NEmbd);
         _dropout = nn.Dropout(c.ResidPdrop);
         RegisterComponents();
     }
@@ -96,7 +96,7 @@ public sealed class Block : nn.Module
 }
 
 /// <summary>The GPT-2 language model: token + position embeddings, blocks, final LayerNorm, tied LM head.</summary>
-public sealed class Gpt : nn.Module<Tensor, Tensor>
+public sealed class Gpt : CausalLM
 {
     public GptConfig Config { get; }
     [ComponentName(Name = "wte")] readonly Embedding _wte;
@@ -118,8 +118,18 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>
         InitWeights();
     }
 
-    /// <summary>Every linear layer by its Hugging Face module path (h.0.attn.c_attn, …), for LoRA.</summary>
-    public IEnumerable<(string Path, GptLinear Linear)> Linears()
+    public override string ModelType => "gpt2";
+    public override int VocabSize => Config.VocabSize;
+    public override int HiddenSize => Config.NEmbd;
+    public override int Context => Config.NPositions;
+    public override string HfPrefix => "transformer.";
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "c_attn", "c_proj", "c_fc" };
+    public override System.Text.Json.Nodes.JsonObject HfConfig() => Config.ToHuggingFace();
+    public override KvCache NewCache(int batch, int capacity, Device device) =>
+        new(Config.NLayer, batch, Config.NHead, Math.Min(capacity, Config.NPositions), Config.HeadSize, device);
+
+    /// <summary>Every linear layer by its module path (h.0.attn.c_attn, …), for LoRA.</summary>
+    public override IEnumerable<(string Path, LoraLinear Linear)> Linears()
     {
         for (int i = 0; i < _h.Count; i++)
         {
@@ -130,7 +140,7 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>
             yield return ($"h.{i}.mlp.c_proj", b.Mlp.CProj);
         }
     }
-    public Parameter TokenEmbedding => _wte.weight!;
+    public override Parameter TokenEmbedding => _wte.weight!;
 
     /// <summary>GPT-2's init: N(0, 0.02) weights, zero biases, residual projections scaled by 1/√(2·n_layer).</summary>
     void InitWeights()
@@ -146,15 +156,7 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>
         }
     }
 
-    /// <summary>idx (B, T) → logits (B, T, vocab).</summary>
-    public override Tensor forward(Tensor idx) => Logits(Hidden(idx));
-
-    /// <summary>Final hidden states (B, T, C) after ln_f: what the LM head and the scalar heads read.</summary>
-    /// <param name="idx">token ids (B, T)</param>
-    /// <param name="positions">position ids (B, T); null means cache.Length, cache.Length+1, …</param>
-    /// <param name="mask">boolean (B, 1, T, Tk) attention mask, true = may attend; null = causal</param>
-    /// <param name="cache">KV cache to read and extend</param>
-    public Tensor Hidden(Tensor idx, Tensor? positions = null, Tensor? mask = null, KvCache? cache = null)
+    public override Tensor Hidden(Tensor idx, Tensor? positions = null, Tensor? mask = null, KvCache? cache = null)
     {
         (positions, mask) = KvCache.Inputs(idx, positions, mask, cache, Config.NPositions);
         var x = _drop.call(_wte.call(idx) + _wpe.call(positions));
@@ -164,5 +166,5 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>The tied LM head: hidden (…, C) → logits (…, vocab).</summary>
-    public Tensor Logits(Tensor hidden) => F.linear(hidden, _wte.weight!);
+    public override Tensor Logits(Tensor hidden) => F.linear(hidden, _wte.weight!);
 }

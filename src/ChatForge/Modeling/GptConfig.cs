@@ -94,7 +94,7 @@ public sealed record GptConfig
     /// <summary>Reads Hugging Face's GPT-2 config.json keys; <paramref name="path"/> names the source in errors.</summary>
     public static GptConfig FromHuggingFace(JsonObject o, string path)
     {
-        if ((string?)o["model_type"] is { } mt && mt != "gpt2") throw new ChatForgeException($"{path}: model_type '{mt}' is not gpt2");
+        if ((string?)o["model_type"] is { } mt && mt != "gpt2") throw new ChatForgeException($"{path}: 'model_type' = {mt} is not supported (gpt2, llama, qwen2)");
         if ((string?)o["activation_function"] is { } af && af is not ("gelu_new" or "gelu_pytorch_tanh" or "gelu_fast"))
             throw new ChatForgeException($"{path}: activation_function '{af}' is not supported (tanh GELU only)");
         if (o["tie_word_embeddings"] is { } tie && !(bool)tie) throw new ChatForgeException($"{path}: untied lm_head is not supported");

@@ -4,16 +4,13 @@ namespace ChatForge.Modeling;
 
 /// <summary>
 /// Keys and values of every layer for the positions already processed, preallocated to the
-/// context length: (B, n_head, n_positions, head_size) per layer. <see cref="Length"/> positions are filled.
+/// context length: (B, KV heads, capacity, head_size) per layer (capacity at most the context; CausalLM.NewCache). <see cref="Length"/> positions are filled.
 /// </summary>
 public sealed class KvCache : IDisposable
 {
     readonly Tensor[] _k, _v;
     public int Length { get; private set; }
     public int Capacity { get; }
-
-    public KvCache(GptConfig config, int batch, Device device, ScalarType dtype = ScalarType.Float32)
-        : this(config.NLayer, batch, config.NHead, config.NPositions, config.HeadSize, device, dtype) { }
 
     /// <summary>An empty cache of <paramref name="heads"/> key/value heads per layer (fewer than the query heads with GQA).</summary>
     public KvCache(int layers, int batch, int heads, int capacity, int headSize, Device device, ScalarType dtype = ScalarType.Float32)

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -9,11 +10,12 @@ namespace ChatForge.Modeling;
 // The Llama family (Llama, Qwen2, SmolLM2), as Hugging Face's modeling_llama.py defines it, in nanoGPT's order:
 // RMSNorm, rotary embeddings, attention with grouped-query heads, the SwiGLU MLP, the decoder layer, the model.
 // Parameter names are LlamaForCausalLM's (model.layers.0.self_attn.q_proj.weight, …, lm_head.weight).
-// Not yet wired into the stages (issue 14): this is the architecture and its parity with the reference.
 
 /// <summary>The config.json fields of a Llama-family model that the forward pass reads (names as Hugging Face's).</summary>
 public sealed record LlamaConfig
 {
+    /// <summary>Hugging Face's model_type: llama or qwen2 (Qwen2 always has q/k/v biases).</summary>
+    public string ModelType { get; init; } = "llama";
     public int VocabSize { get; init; } = 32000;
     public int HiddenSize { get; init; } = 4096;
     public int IntermediateSize { get; init; } = 11008;
@@ -29,6 +31,12 @@ public sealed record LlamaConfig
     public bool AttentionBias { get; init; }
     /// <summary>rope_scaling of type "llama3" (Llama 3.1/3.2), or null.</summary>
     public Llama3RopeScaling? RopeScaling { get; init; }
+    public double InitializerRange { get; init; } = 0.02;
+    /// <summary>bos_token_id and eos_token_id as config.json has them (eos may be a list in Llama 3), kept for the round trip.</summary>
+    public int? BosTokenId { get; init; }
+    public int[] EosTokenIds { get; init; } = Array.Empty<int>();
+
+    public static readonly string[] ModelTypes = { "llama", "qwen2" };
 
     public int HeadDim => HiddenSize / NumAttentionHeads;
 
@@ -38,6 +46,7 @@ public sealed record LlamaConfig
         {
             if (!ok) throw new ChatForgeException($"{source}: '{key}' = {value} is out of range ({range})");
         }
+        Check(ModelTypes.Contains(ModelType), "model_type", ModelType, string.Join(", ", ModelTypes));
         Check(VocabSize >= 1, "vocab_size", VocabSize, "≥ 1");
         Check(NumHiddenLayers >= 1, "num_hidden_layers", NumHiddenLayers, "≥ 1");
         Check(NumAttentionHeads >= 1 && HiddenSize % NumAttentionHeads == 0, "num_attention_heads", NumAttentionHeads, "a divisor of hidden_size");
@@ -47,6 +56,86 @@ public sealed record LlamaConfig
         Check(MaxPositionEmbeddings >= 1, "max_position_embeddings", MaxPositionEmbeddings, "≥ 1");
         Check(RmsNormEps > 0, "rms_norm_eps", RmsNormEps, "> 0");
         Check(RopeTheta > 0, "rope_theta", RopeTheta, "> 0");
+        Check(ModelType != "qwen2" || AttentionBias, "attention_bias", AttentionBias, "qwen2 has q/k/v biases");
+    }
+
+    /// <summary>Hugging Face config.json (LlamaForCausalLM or Qwen2ForCausalLM), fp32 weights.</summary>
+    public JsonObject ToHuggingFace()
+    {
+        var o = new JsonObject
+        {
+            ["architectures"] = new JsonArray(ModelType == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"),
+            ["model_type"] = ModelType, ["vocab_size"] = VocabSize, ["hidden_size"] = HiddenSize, ["intermediate_size"] = IntermediateSize,
+            ["num_hidden_layers"] = NumHiddenLayers, ["num_attention_heads"] = NumAttentionHeads, ["num_key_value_heads"] = NumKeyValueHeads,
+            ["max_position_embeddings"] = MaxPositionEmbeddings, ["rms_norm_eps"] = RmsNormEps, ["rope_theta"] = RopeTheta,
+            ["tie_word_embeddings"] = TieWordEmbeddings, ["hidden_act"] = "silu", ["initializer_range"] = InitializerRange,
+            ["use_cache"] = true, ["torch_dtype"] = "float32", ["transformers_version"] = "4.46.0",
+        };
+        if (ModelType == "llama") { o["attention_bias"] = AttentionBias; o["mlp_bias"] = false; }
+        else o["use_sliding_window"] = false;
+        if (BosTokenId is { } bos) o["bos_token_id"] = bos;
+        if (EosTokenIds.Length == 1) o["eos_token_id"] = EosTokenIds[0];
+        else if (EosTokenIds.Length > 1) o["eos_token_id"] = new JsonArray(EosTokenIds.Select(i => (JsonNode)i!).ToArray());
+        if (RopeScaling is { } s)
+            o["rope_scaling"] = new JsonObject
+            {
+                ["rope_type"] = "llama3", ["factor"] = s.Factor, ["low_freq_factor"] = s.LowFreqFactor, ["high_freq_factor"] = s.HighFreqFactor,
+                ["original_max_position_embeddings"] = s.OriginalMaxPositionEmbeddings,
+            };
+        return o;
+    }
+
+    /// <summary>
+    /// Reads a Llama or Qwen2 config.json; what the decoder cannot run (another model_type, sliding-window attention, another
+    /// rope_scaling, a head_dim that is not hidden_size / heads, …) is an error naming <paramref name="path"/> and the key.
+    /// </summary>
+    public static LlamaConfig FromHuggingFace(JsonObject root, string path)
+    {
+        JsonNode? Get(string key) => root.TryGetPropertyValue(key, out var v) ? v : null;
+        ChatForgeException Bad(string key, string why) => new($"{path}: '{key}' {why}");
+        T Value<T>(JsonNode v, string key, string what)
+        {
+            try { return v.GetValue<T>(); } catch (Exception e) when (e is InvalidOperationException or FormatException) { throw Bad(key, what); }
+        }
+        int Int(string key, int? fallback = null) =>
+            Get(key) is { } v ? Value<int>(v, key, "must be an integer") : fallback ?? throw Bad(key, "is missing");
+        double Num(string key, double fallback) => Get(key) is { } v ? Value<double>(v, key, "must be a number") : fallback;
+        bool Flag(string key, bool fallback) => Get(key) is { } v ? Value<bool>(v, key, "must be true or false") : fallback;
+        string? Text(string key) => Get(key) is { } v ? Value<string>(v, key, "must be a string") : null;
+
+        var type = Text("model_type") ?? throw Bad("model_type", "is missing");
+        if (!ModelTypes.Contains(type)) throw Bad("model_type", $"= {type} is not supported ({string.Join(", ", ModelTypes)}; GPT-2 checkpoints load as gpt2)");
+        if (Text("hidden_act") is { } act && act != "silu") throw Bad("hidden_act", $"= {act} is not supported (silu)");
+        if (Flag("use_sliding_window", false)) throw Bad("use_sliding_window", "= true: sliding-window attention is not supported");
+        if (Flag("mlp_bias", false)) throw Bad("mlp_bias", "= true is not supported");
+        int heads = Int("num_attention_heads"), hidden = Int("hidden_size");
+        if (Get("head_dim") is not null && Int("head_dim") != hidden / heads) throw Bad("head_dim", $"= {Int("head_dim")} is not supported (hidden_size / num_attention_heads = {hidden / heads})");
+        Llama3RopeScaling? scaling = null;
+        if (Get("rope_scaling") is JsonObject rs)
+        {
+            var kind = (rs["rope_type"] ?? rs["type"])?.GetValue<string>();
+            if (kind != "llama3") throw Bad("rope_scaling.rope_type", $"= {kind ?? "(missing)"} is not supported (llama3)");
+            double F(string k) => rs[k] is { } v ? Value<double>(v, "rope_scaling." + k, "must be a number") : throw Bad("rope_scaling." + k, "is missing");
+            scaling = new Llama3RopeScaling(F("factor"), F("low_freq_factor"), F("high_freq_factor"), (int)F("original_max_position_embeddings"));
+        }
+        int[] eos = Get("eos_token_id") switch
+        {
+            null => Array.Empty<int>(),
+            JsonArray a => a.Select((n, i) => n is null ? throw Bad($"eos_token_id[{i}]", "must be an integer") : Value<int>(n, $"eos_token_id[{i}]", "must be an integer")).ToArray(),
+            var n => new[] { Value<int>(n, "eos_token_id", "must be an integer or a list of integers") },
+        };
+        var c = new LlamaConfig
+        {
+            ModelType = type,
+            VocabSize = Int("vocab_size"), HiddenSize = hidden, IntermediateSize = Int("intermediate_size"), NumHiddenLayers = Int("num_hidden_layers"),
+            NumAttentionHeads = heads, NumKeyValueHeads = Int("num_key_value_heads", heads), MaxPositionEmbeddings = Int("max_position_embeddings"),
+            RmsNormEps = Num("rms_norm_eps", 1e-6), RopeTheta = Num("rope_theta", 10000), TieWordEmbeddings = Flag("tie_word_embeddings", false),
+            AttentionBias = type == "qwen2" || Flag("attention_bias", false),   // Qwen2 always has q/k/v biases
+            RopeScaling = scaling, InitializerRange = Num("initializer_range", 0.02),
+            BosTokenId = Get("bos_token_id") is null ? null : Int("bos_token_id"), EosTokenIds = eos,
+        };
+        c.Validate(path);
+        return c;
     }
 }
 
@@ -115,19 +204,19 @@ public static class Rope
 
 public sealed class LlamaAttention : nn.Module
 {
-    [ComponentName(Name = "q_proj")] internal readonly Linear QProj;
-    [ComponentName(Name = "k_proj")] internal readonly Linear KProj;
-    [ComponentName(Name = "v_proj")] internal readonly Linear VProj;
-    [ComponentName(Name = "o_proj")] internal readonly Linear OProj;
+    [ComponentName(Name = "q_proj")] internal readonly LoraLinear QProj;
+    [ComponentName(Name = "k_proj")] internal readonly LoraLinear KProj;
+    [ComponentName(Name = "v_proj")] internal readonly LoraLinear VProj;
+    [ComponentName(Name = "o_proj")] internal readonly LoraLinear OProj;
     readonly LlamaConfig _c;
 
     public LlamaAttention(LlamaConfig c) : base("self_attn")
     {
         _c = c;
-        QProj = nn.Linear(c.HiddenSize, c.NumAttentionHeads * c.HeadDim, hasBias: c.AttentionBias);
-        KProj = nn.Linear(c.HiddenSize, c.NumKeyValueHeads * c.HeadDim, hasBias: c.AttentionBias);
-        VProj = nn.Linear(c.HiddenSize, c.NumKeyValueHeads * c.HeadDim, hasBias: c.AttentionBias);
-        OProj = nn.Linear(c.NumAttentionHeads * c.HeadDim, c.HiddenSize, hasBias: false);
+        QProj = new LoraLinear(c.HiddenSize, c.NumAttentionHeads * c.HeadDim, hasBias: c.AttentionBias);
+        KProj = new LoraLinear(c.HiddenSize, c.NumKeyValueHeads * c.HeadDim, hasBias: c.AttentionBias);
+        VProj = new LoraLinear(c.HiddenSize, c.NumKeyValueHeads * c.HeadDim, hasBias: c.AttentionBias);
+        OProj = new LoraLinear(c.NumAttentionHeads * c.HeadDim, c.HiddenSize, hasBias: false);
         RegisterComponents();
     }
 
@@ -155,15 +244,15 @@ public sealed class LlamaAttention : nn.Module
 /// <summary>SwiGLU: down_proj(silu(gate_proj(x)) · up_proj(x)).</summary>
 public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
 {
-    [ComponentName(Name = "gate_proj")] internal readonly Linear GateProj;
-    [ComponentName(Name = "up_proj")] internal readonly Linear UpProj;
-    [ComponentName(Name = "down_proj")] internal readonly Linear DownProj;
+    [ComponentName(Name = "gate_proj")] internal readonly LoraLinear GateProj;
+    [ComponentName(Name = "up_proj")] internal readonly LoraLinear UpProj;
+    [ComponentName(Name = "down_proj")] internal readonly LoraLinear DownProj;
 
     public LlamaMlp(LlamaConfig c) : base("mlp")
     {
-        GateProj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: false);
-        UpProj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: false);
-        DownProj = nn.Linear(c.IntermediateSize, c.HiddenSize, hasBias: false);
+        GateProj = new LoraLinear(c.HiddenSize, c.IntermediateSize, hasBias: false);
+        UpProj = new LoraLinear(c.HiddenSize, c.IntermediateSize, hasBias: false);
+        DownProj = new LoraLinear(c.IntermediateSize, c.HiddenSize, hasBias: false);
         RegisterComponents();
     }
 
@@ -209,8 +298,8 @@ public sealed class LlamaBody : nn.Module
     }
 }
 
-/// <summary>LlamaForCausalLM: the decoder and the LM head (tied to embed_tokens when the config says so).</summary>
-public sealed class Llama : nn.Module<Tensor, Tensor>
+/// <summary>LlamaForCausalLM (or Qwen2ForCausalLM): the decoder and the LM head (tied to embed_tokens when the config says so).</summary>
+public sealed class Llama : CausalLM
 {
     public LlamaConfig Config { get; }
     [ComponentName(Name = "model")] readonly LlamaBody _model;
@@ -225,22 +314,43 @@ public sealed class Llama : nn.Module<Tensor, Tensor>
         _lmHead = config.TieWordEmbeddings ? null : nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
         _invFreq = Rope.InverseFrequencies(config);
         RegisterComponents();
+        // Hugging Face's _init_weights: linear and embedding weights N(0, initializer_range), biases 0, norms 1.
         using var _ = no_grad();
         foreach (var (name, p) in named_parameters())
-            if (!name.EndsWith("layernorm.weight", StringComparison.Ordinal) && !name.EndsWith("norm.weight", StringComparison.Ordinal))
-                nn.init.normal_(p, 0, 0.02);   // initializer_range 0.02; norms stay 1
+            if (name.EndsWith(".bias", StringComparison.Ordinal)) p.zero_();
+            else if (!name.EndsWith("norm.weight", StringComparison.Ordinal)) nn.init.normal_(p, 0, config.InitializerRange);
+    }
+
+    public override string ModelType => Config.ModelType;
+    public override int VocabSize => Config.VocabSize;
+    public override int HiddenSize => Config.HiddenSize;
+    public override int Context => Config.MaxPositionEmbeddings;
+    public override Parameter TokenEmbedding => _model.EmbedTokens.weight!;
+    public override string HfPrefix => "";
+    public override IReadOnlyList<string> LoraTargets { get; } = new[] { "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" };
+    public override JsonObject HfConfig() => Config.ToHuggingFace();
+
+    public override IEnumerable<(string Path, LoraLinear Linear)> Linears()
+    {
+        for (int i = 0; i < _model.Layers.Count; i++)
+        {
+            var l = _model.Layers[i];
+            string p = $"model.layers.{i}.";
+            yield return (p + "self_attn.q_proj", l.Attn.QProj);
+            yield return (p + "self_attn.k_proj", l.Attn.KProj);
+            yield return (p + "self_attn.v_proj", l.Attn.VProj);
+            yield return (p + "self_attn.o_proj", l.Attn.OProj);
+            yield return (p + "mlp.gate_proj", l.Mlp.GateProj);
+            yield return (p + "mlp.up_proj", l.Mlp.UpProj);
+            yield return (p + "mlp.down_proj", l.Mlp.DownProj);
+        }
     }
 
     /// <summary>A KV cache for this model: one entry per key/value head (fewer than the query heads with GQA).</summary>
-    public KvCache NewCache(int batch, Device device) =>
-        new(Config.NumHiddenLayers, batch, Config.NumKeyValueHeads, Config.MaxPositionEmbeddings, Config.HeadDim, device);
+    public override KvCache NewCache(int batch, int capacity, Device device) =>
+        new(Config.NumHiddenLayers, batch, Config.NumKeyValueHeads, Math.Min(capacity, Config.MaxPositionEmbeddings), Config.HeadDim, device);
 
-    public override Tensor forward(Tensor idx) => Logits(Hidden(idx));
-
-    /// <summary>Final hidden states (B, T, C) after the last norm.</summary>
-    /// <param name="positions">position ids (B, T); null means cache.Length, cache.Length+1, …</param>
-    /// <param name="mask">boolean (B, 1, T, Tk) attention mask, true = may attend; null = causal</param>
-    public Tensor Hidden(Tensor idx, Tensor? positions = null, Tensor? mask = null, KvCache? cache = null)
+    public override Tensor Hidden(Tensor idx, Tensor? positions = null, Tensor? mask = null, KvCache? cache = null)
     {
         (positions, mask) = KvCache.Inputs(idx, positions, mask, cache, Config.MaxPositionEmbeddings);
         var (cos, sin) = Rope.CosSin(positions, _invFreq);
@@ -251,5 +361,5 @@ public sealed class Llama : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>hidden (…, C) → logits (…, vocab), through lm_head or the tied embedding.</summary>
-    public Tensor Logits(Tensor hidden) => F.linear(hidden, _lmHead?.weight ?? _model.EmbedTokens.weight!);
+    public override Tensor Logits(Tensor hidden) => F.linear(hidden, _lmHead?.weight ?? _model.EmbedTokens.weight!);
 }

@@ -13,15 +13,15 @@ namespace ChatForge.Modeling;
 /// </summary>
 public sealed class RewardModel : nn.Module
 {
-    [ComponentName(Name = "transformer")] public readonly Gpt Backbone;
+    [ComponentName(Name = "transformer")] public readonly CausalLM Backbone;
     [ComponentName(Name = "score")] readonly Linear _score;
     public double Mean { get; set; }
     public double Std { get; set; } = 1;
 
-    public RewardModel(Gpt backbone) : base("reward_model")
+    public RewardModel(CausalLM backbone) : base("reward_model")
     {
         Backbone = backbone;
-        _score = nn.Linear(backbone.Config.NEmbd, 1, hasBias: false, device: backbone.TokenEmbedding.device);
+        _score = nn.Linear(backbone.HiddenSize, 1, hasBias: false, device: backbone.TokenEmbedding.device);
         using (no_grad()) _score.weight!.zero_();
         RegisterComponents();
     }

@@ -44,7 +44,7 @@ public static class Report
     /// Task sentiment: the prompts are held-out sentence openings continued as text, the oracle the lexicon's. Task hhh: held-out
     /// alignment prompts of every kind asked as chat messages, the oracle the alignment oracle (<see cref="OracleKey"/> oracle_alignment).
     /// </remarks>
-    sealed record Bench(DemoSuite Suite, bool Chat, Func<ChatPrompt, string, double> Oracle, string OracleKey, List<ChatPrompt> Prompts, Gpt Sft, ITokenizer Tokenizer, RewardModel Rm,
+    sealed record Bench(DemoSuite Suite, bool Chat, Func<ChatPrompt, string, double> Oracle, string OracleKey, List<ChatPrompt> Prompts, CausalLM Sft, ITokenizer Tokenizer, RewardModel Rm,
                         TokenStream PretrainVal, TorchSharp.torch.Device Device);
 
     /// <summary>An answer of one model to one prompt, for the side-by-side section.</summary>

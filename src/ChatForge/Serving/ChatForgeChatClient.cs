@@ -31,10 +31,10 @@ public sealed class ChatForgeChatClient : IChatClient
     readonly bool _ownsQueue, _ownsModel;
 
     /// <param name="queue">the queue to decode on, shared with other clients of the same model; null: a queue of its own</param>
-    public ChatForgeChatClient(Gpt model, ITokenizer tok, string modelId = "chatforge", GenerationQueue? queue = null)
+    public ChatForgeChatClient(CausalLM model, ITokenizer tok, string modelId = "chatforge", GenerationQueue? queue = null)
         : this(model, tok, modelId, queue ?? new GenerationQueue(model, tok), ownsQueue: queue is null, ownsModel: false) { }
 
-    ChatForgeChatClient(Gpt model, ITokenizer tok, string modelId, GenerationQueue queue, bool ownsQueue, bool ownsModel)
+    ChatForgeChatClient(CausalLM model, ITokenizer tok, string modelId, GenerationQueue queue, bool ownsQueue, bool ownsModel)
     {
         _ownsModel = ownsModel;
         Model = model;
@@ -53,13 +53,13 @@ public sealed class ChatForgeChatClient : IChatClient
                                        new GenerationQueue(model, tok, maxBatch, capacity), ownsQueue: true, ownsModel: true);
     }
 
-    public Gpt Model { get; }
+    public CausalLM Model { get; }
     public ITokenizer Tokenizer => _tok;
     public string ModelId { get; }
     public GenerationQueue Queue => _queue;
     public ChatClientMetadata Metadata { get; }
     /// <summary>The context, in tokens: the most a prompt may hold, and the limit on MaxOutputTokens.</summary>
-    public int Context => Model.Config.NPositions;
+    public int Context => Model.Context;
 
     public const double DefaultTemperature = 0.8, MaxTemperature = 2;
     public const int DefaultMaxOutputTokens = ChatSession.DefaultMaxNewTokens, MaxTopLogprobs = 20;

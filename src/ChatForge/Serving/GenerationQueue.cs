@@ -31,7 +31,7 @@ public sealed class GenerationQueue : IDisposable
         public CancellationTokenRegistration Registration;
     }
 
-    public GenerationQueue(Gpt model, ITokenizer tok, int maxBatch = 8, int capacity = 64)
+    public GenerationQueue(CausalLM model, ITokenizer tok, int maxBatch = 8, int capacity = 64)
     {
         if (maxBatch < 1) throw new ChatForgeException($"the batch size must be ≥ 1, got {maxBatch}");
         if (capacity < maxBatch) throw new ChatForgeException($"the queue capacity ({capacity}) must be at least the batch size ({maxBatch})");

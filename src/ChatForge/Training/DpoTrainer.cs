@@ -78,7 +78,7 @@ public sealed class DpoTrainer : ITrainable
     }
 
     readonly DpoConfig _c;
-    readonly Gpt _policy, _ref;
+    readonly CausalLM _policy, _ref;
     readonly ITokenizer _tok;
     readonly List<EncodedPair> _train, _val;
     readonly EpochSampler _sampler;
@@ -86,7 +86,7 @@ public sealed class DpoTrainer : ITrainable
     readonly SentimentOracle? _oracle;
     readonly RewardModel? _rm;
 
-    DpoTrainer(DpoConfig c, Gpt policy, Gpt reference, ITokenizer tok, List<EncodedPair> train, List<EncodedPair> val,
+    DpoTrainer(DpoConfig c, CausalLM policy, CausalLM reference, ITokenizer tok, List<EncodedPair> train, List<EncodedPair> val,
                List<string> evalPrompts, SentimentOracle? oracle, RewardModel? rm)
     {
         _c = c; _policy = policy; _ref = reference; _tok = tok; _train = train; _val = val;
@@ -194,7 +194,7 @@ public sealed class DpoTrainer : ITrainable
         if (train.Count == 0 || val.Count == 0)
             throw new ChatForgeException($"need preference pairs on both sides of the {c.ValFraction} split by prompt (got {pairs.Count} pairs of {pairs.Select(p => p.Prompt.Key).Distinct().Count()} prompts)");
 
-        int ctx = policy.Config.NPositions;
+        int ctx = policy.Context;
         Segment Encode(PreferencePair p, string response)
         {
             var (ids, start) = Preferences.Encode(tok, p.Prompt, p.Chat, response, ctx);
@@ -226,7 +226,7 @@ public sealed class DpoTrainer : ITrainable
     }
 
     /// <summary>The rankings of --data, or those collected earlier into the run directory, or freshly collected from the SFT model.</summary>
-    static List<Ranking> LoadRankings(DpoConfig c, RunDirectory run, Gpt sft, ITokenizer tok, Corpora? corpora, Action<string>? log)
+    static List<Ranking> LoadRankings(DpoConfig c, RunDirectory run, CausalLM sft, ITokenizer tok, Corpora? corpora, Action<string>? log)
     {
         if (c.Data.Count > 0) return c.Data.SelectMany(Preferences.ReadRankings).ToList();
         var collected = run.PathOf("rankings.jsonl");

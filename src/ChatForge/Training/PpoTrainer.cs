@@ -38,7 +38,7 @@ public sealed class PpoTrainer
     const long PtxBatchesPerIteration = 1000;
 
     readonly PpoConfig _c;
-    readonly Gpt _policy, _ref;
+    readonly CausalLM _policy, _ref;
     RewardModel? _rm;
     Func<IReadOnlyList<ChatPrompt>, IReadOnlyList<string>, IReadOnlyList<int[]>, double[]> _reward;
     readonly RewardModel _value;
@@ -55,13 +55,13 @@ public sealed class PpoTrainer
     public int Round { get; private set; }
 
     /// <param name="reward">Scores (prompts, response texts, response ids) → one reward each; null means the reward model's normalised score.</param>
-    public PpoTrainer(PpoConfig c, Gpt policy, Gpt reference, RewardModel? rm, RewardModel value, ITokenizer tok,
+    public PpoTrainer(PpoConfig c, CausalLM policy, CausalLM reference, RewardModel? rm, RewardModel value, ITokenizer tok,
                List<ChatPrompt> prompts, List<ChatPrompt> evalPrompts, TokenStream? ptxTrain, TokenStream? ptxVal, Func<ChatPrompt, string, double>? oracle,
                Func<IReadOnlyList<ChatPrompt>, IReadOnlyList<string>, IReadOnlyList<int[]>, double[]>? reward = null)
     {
         // Generation slides past the context, but a rollout is scored in one window of query + response.
-        if (c.MaxNewTokens >= policy.Config.NPositions)
-            throw new ChatForgeException($"ppo config: 'max_new_tokens' = {c.MaxNewTokens} must be less than the model's context ({policy.Config.NPositions})");
+        if (c.MaxNewTokens >= policy.Context)
+            throw new ChatForgeException($"ppo config: 'max_new_tokens' = {c.MaxNewTokens} must be less than the model's context ({policy.Context})");
         _c = c; _policy = policy; _ref = reference; _rm = rm; _value = value; _tok = tok;
         _reward = reward ?? RmReward;
         _prompts = prompts; _evalPrompts = evalPrompts; _ptxTrain = ptxTrain; _ptxVal = ptxVal; _oracle = oracle;
@@ -106,7 +106,7 @@ public sealed class PpoTrainer
         CausalBatch.Build(queries.Select((q, i) => Segment.From(q.Concat(responses[i]).ToArray(), q.Length)), _tok.EosId(), _device);
 
     /// <summary>log π(response token) (B, R) and, optionally, per-token entropy.</summary>
-    static (Tensor Logp, Tensor? Entropy) ResponseLogp(Gpt model, CausalBatch batch, bool entropy) =>
+    static (Tensor Logp, Tensor? Entropy) ResponseLogp(CausalLM model, CausalBatch batch, bool entropy) =>
         LogProbs.TargetLogProbs(LogProbs.Logits(model, batch), batch, entropy);
 
     /// <summary>
@@ -132,7 +132,7 @@ public sealed class PpoTrainer
         // The stop token is part of the action sequence: stopping is a choice the policy is credited for.
         var responses = comps.Select(cm => cm.StopToken is { } st ? cm.Tokens.Append(st).ToArray() : cm.Tokens).ToList();
         for (int i = 0; i < responses.Count; i++) if (responses[i].Length == 0) responses[i] = new[] { _tok.EosId() };
-        queries = queries.Select((q, i) => q.Length + responses[i].Length > _policy.Config.NPositions ? q[^(_policy.Config.NPositions - responses[i].Length)..] : q).ToList();
+        queries = queries.Select((q, i) => q.Length + responses[i].Length > _policy.Context ? q[^(_policy.Context - responses[i].Length)..] : q).ToList();
         var texts = comps.Select(cm => cm.Text).ToList();
 
         using var _ = no_grad();
@@ -225,7 +225,7 @@ public sealed class PpoTrainer
     /// <summary>PPO-ptx: the policy's next-token loss on pretraining batch <paramref name="batch"/> (random training windows).</summary>
     Tensor PtxLoss(long batch)
     {
-        int bt = Math.Min(Math.Min(_c.PtxLength, _policy.Config.NPositions), _ptxTrain!.Tokens.Length - 2);
+        int bt = Math.Min(Math.Min(_c.PtxLength, _policy.Context), _ptxTrain!.Tokens.Length - 2);
         var offs = _ptxTrain.RandomOffsets(_c.Seed, batch, 0, _c.PtxBatch, bt);
         var (x, y) = CausalBatch.Windows(_ptxTrain, offs, bt, _device);
         return Losses.CrossEntropy(_policy.call(x), y);

@@ -1,18 +1,65 @@
 using System.Text.Json.Nodes;
+using ChatForge.Modeling;
 using ChatForge.Util;
 
 namespace ChatForge.Training;
 
-/// <summary>The model's shape for a new run.</summary>
+/// <summary>The model's family and shape for a new run.</summary>
 public sealed record ModelSpec
 {
+    /// <summary>"gpt2" (learned positions, LayerNorm, GELU) or "llama" (rotary positions, RMSNorm, SwiGLU, grouped-query attention).</summary>
+    public string Architecture { get; init; } = "gpt2";
     public int NLayer { get; init; } = 4;
     public int NHead { get; init; } = 4;
     public int NEmbd { get; init; } = 256;
-    /// <summary>Context length in tokens (the model's n_positions).</summary>
+    /// <summary>Context length in tokens (the model's n_positions or max_position_embeddings).</summary>
     public int BlockSize { get; init; } = 128;
-    /// <summary>Dropout on embeddings, attention and residuals (0 for short pretraining runs, as nanoGPT).</summary>
+    /// <summary>Dropout on embeddings, attention and residuals (0 for short pretraining runs, as nanoGPT); gpt2 only.</summary>
     public double Dropout { get; init; }
+    /// <summary>llama: key/value heads (grouped-query attention; a divisor of n_head); null means n_head.</summary>
+    public int? NKvHead { get; init; }
+    /// <summary>MLP width; null means 4·n_embd (gpt2) or ⌈8/3·n_embd⌉ rounded up to a multiple of 8 (llama: SwiGLU's three matrices, about GPT-2's parameters).</summary>
+    public int? Intermediate { get; init; }
+    /// <summary>llama: rotary base θ.</summary>
+    public double RopeTheta { get; init; } = 10000;
+    /// <summary>llama: tie the LM head to the token embedding (as SmolLM2 and Llama 3.2 1B do).</summary>
+    public bool TieWordEmbeddings { get; init; } = true;
+
+    public static readonly string[] Architectures = { "gpt2", "llama" };
+
+    public void Validate(string source)
+    {
+        void Check(bool ok, string key, object? v, string rule)
+        {
+            if (!ok) throw new ChatForgeException($"{source}: '{key}' = {v} is out of range ({rule})");
+        }
+        Check(Architectures.Contains(Architecture), "model.architecture", Architecture, string.Join(" or ", Architectures));
+        Check(NLayer >= 1, "model.n_layer", NLayer, "≥ 1");
+        Check(NHead >= 1, "model.n_head", NHead, "≥ 1");
+        Check(NEmbd >= 1 && NEmbd % NHead == 0, "model.n_embd", NEmbd, "a positive multiple of n_head");
+        Check(BlockSize >= 2, "model.block_size", BlockSize, "≥ 2");
+        Check(Dropout is >= 0 and < 1, "model.dropout", Dropout, "0 ≤ p < 1");
+        Check(Architecture == "gpt2" || Dropout == 0, "model.dropout", Dropout, "0 for llama, which has no dropout");
+        Check(NKvHead is null || (NKvHead >= 1 && NHead % NKvHead == 0), "model.n_kv_head", NKvHead, "a divisor of n_head");
+        Check(NKvHead is null || Architecture == "llama", "model.n_kv_head", NKvHead, "llama only");
+        Check(Intermediate is null or >= 1, "model.intermediate", Intermediate, "≥ 1");
+        Check(Architecture == "gpt2" || NEmbd / NHead % 2 == 0, "model.n_embd", NEmbd, "an even head size for rotary embeddings");
+        Check(RopeTheta > 0, "model.rope_theta", RopeTheta, "> 0");
+    }
+
+    /// <summary>A freshly initialised model of this shape over <paramref name="vocabSize"/> ids.</summary>
+    public CausalLM Build(int vocabSize, int bosId, int eosId) => Architecture == "llama"
+        ? new Llama(new LlamaConfig
+        {
+            VocabSize = vocabSize, HiddenSize = NEmbd, NumHiddenLayers = NLayer, NumAttentionHeads = NHead, NumKeyValueHeads = NKvHead ?? NHead,
+            IntermediateSize = Intermediate ?? (8 * NEmbd / 3 + 7) / 8 * 8, MaxPositionEmbeddings = BlockSize, RopeTheta = RopeTheta,
+            TieWordEmbeddings = TieWordEmbeddings, RmsNormEps = 1e-5, BosTokenId = bosId, EosTokenIds = new[] { eosId },
+        })
+        : new Gpt(new GptConfig
+        {
+            VocabSize = vocabSize, NPositions = BlockSize, NEmbd = NEmbd, NLayer = NLayer, NHead = NHead, NInner = Intermediate,
+            ResidPdrop = Dropout, EmbdPdrop = Dropout, AttnPdrop = Dropout, BosTokenId = bosId, EosTokenId = eosId,
+        });
 }
 
 /// <summary>Which tokenizer: "byte", "gpt2", "bpe" (trained on the training split with vocab_size ids), or an existing directory (path).</summary>
@@ -62,11 +109,7 @@ public sealed record PretrainConfig : RunOptions
         {
             if (!ok) throw new ChatForgeException($"{source}: '{key}' = {v} is out of range ({rule})");
         }
-        Check(Model.NLayer >= 1, "model.n_layer", Model.NLayer, "≥ 1");
-        Check(Model.NHead >= 1, "model.n_head", Model.NHead, "≥ 1");
-        Check(Model.NEmbd >= 1 && Model.NEmbd % Model.NHead == 0, "model.n_embd", Model.NEmbd, "a positive multiple of n_head");
-        Check(Model.BlockSize >= 2, "model.block_size", Model.BlockSize, "≥ 2");
-        Check(Model.Dropout is >= 0 and < 1, "model.dropout", Model.Dropout, "0 ≤ p < 1");
+        Model.Validate(source);
         Check(Tokenizer.Path is not null || Tokenizer.Kind is "byte" or "bpe" or "gpt2", "tokenizer.kind", Tokenizer.Kind, "byte, bpe or gpt2");
         Check(Tokenizer.Kind != "bpe" || Tokenizer.VocabSize >= 260, "tokenizer.vocab_size", Tokenizer.VocabSize, "≥ 260 for bpe");
         Check(ValFraction is > 0 and < 1, "val_fraction", ValFraction, "0 < f < 1");

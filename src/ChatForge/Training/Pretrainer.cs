@@ -17,14 +17,14 @@ namespace ChatForge.Training;
 public sealed class Pretrainer : ITrainable
 {
     readonly PretrainConfig _c;
-    readonly Gpt _model;
+    readonly CausalLM _model;
     readonly TokenStream _train, _val;
     readonly ITokenizer _tok;
     readonly Device _device;
     readonly long[] _evalOffsets;
     readonly PretrainSplit _split;
 
-    Pretrainer(PretrainConfig c, Gpt model, ITokenizer tok, TokenStream train, TokenStream val, PretrainSplit split, Device device)
+    Pretrainer(PretrainConfig c, CausalLM model, ITokenizer tok, TokenStream train, TokenStream val, PretrainSplit split, Device device)
     {
         _c = c; _model = model; _tok = tok; _train = train; _val = val; _split = split; _device = device;
         _evalOffsets = val.EvalOffsets(c.Model.BlockSize, c.EvalBatches * c.Optim.BatchSize);
@@ -108,24 +108,15 @@ public sealed class Pretrainer : ITrainable
         var val = TokenStream.Encode(valDocs, tok);
         log?.Invoke($"tokens: {train.Tokens.Length:N0} train ({train.Bytes / (double)train.Tokens.Length:F2} bytes/token), {val.Tokens.Length:N0} validation; tokenizer {tok.Kind}, {tok.VocabSize} ids");
 
-        Gpt model;
+        CausalLM model;
         if (resuming)
         {
             (model, _, _) = HfCheckpoint.Load(run.ModelDir);
             log?.Invoke($"resuming from {run.ModelDir}");
         }
-        else
-        {
-            var mc = new GptConfig
-            {
-                VocabSize = tok.VocabSize, NPositions = c.Model.BlockSize, NEmbd = c.Model.NEmbd, NLayer = c.Model.NLayer, NHead = c.Model.NHead,
-                ResidPdrop = c.Model.Dropout, EmbdPdrop = c.Model.Dropout, AttnPdrop = c.Model.Dropout,
-                BosTokenId = tok.EosId(), EosTokenId = tok.EosId(),
-            };
-            model = new Gpt(mc);
-        }
+        else model = c.Model.Build(tok.VocabSize, tok.EosId(), tok.EosId());
         if (device.type != DeviceType.CPU) model.to(device);
-        log?.Invoke($"model: {model.Config.NLayer} layers × {model.Config.NEmbd} wide, {model.Config.NHead} heads, context {model.Config.NPositions}, {model.Config.ParameterCount:N0} parameters");
+        log?.Invoke($"model: {model.ModelType}, {c.Model.NLayer} layers × {model.HiddenSize} wide, {c.Model.NHead} heads, context {model.Context}, {model.ParameterCount:N0} parameters");
 
         var trainer = new Pretrainer(c, model, tok, train, val, split, device);
         var final = TrainingLoop.Run(trainer, c.Optim, run, resuming, progress, cancel);
@@ -153,7 +144,7 @@ public sealed class Pretrainer : ITrainable
             ["train_tokens"] = (long)final.GetValueOrDefault("train_tokens"),
             ["steps"] = c.Optim.MaxSteps,
             ["wall_seconds"] = final.GetValueOrDefault("wall_seconds"),
-            ["parameters"] = model.Config.ParameterCount,
+            ["parameters"] = model.ParameterCount,
             ["tokenizer"] = tok.Kind,
             ["vocab_size"] = tok.VocabSize,
             ["bytes_per_token"] = train.Bytes / (double)train.Tokens.Length,

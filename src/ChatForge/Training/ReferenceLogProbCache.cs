@@ -21,7 +21,7 @@ public static class ReferenceLogProbCache
     /// <summary>Sequences scored per forward pass.</summary>
     const int Batch = 64;
 
-    public static (float[] Chosen, float[] Rejected) Get(string path, Gpt reference, ITokenizer tok,
+    public static (float[] Chosen, float[] Rejected) Get(string path, CausalLM reference, ITokenizer tok,
         IReadOnlyList<(Segment Chosen, Segment Rejected)> pairs, Action<string>? log)
     {
         var key = new Dictionary<string, string> { [ModelKey] = ModelSha256(reference), [PairsKey] = PairsSha256(pairs) };
@@ -45,7 +45,7 @@ public static class ReferenceLogProbCache
     }
 
     /// <summary>A response of a K-wise ranking sits in K−1 pairs: each distinct sequence is scored once.</summary>
-    static (float[] Chosen, float[] Rejected) Compute(Gpt reference, ITokenizer tok, IReadOnlyList<(Segment Chosen, Segment Rejected)> pairs, Action<string>? log)
+    static (float[] Chosen, float[] Rejected) Compute(CausalLM reference, ITokenizer tok, IReadOnlyList<(Segment Chosen, Segment Rejected)> pairs, Action<string>? log)
     {
         var slotOf = new Dictionary<string, int>();
         var distinct = new List<Segment>();
@@ -73,11 +73,11 @@ public static class ReferenceLogProbCache
     /// SHA-256 over the model's configuration and every tensor of its state (name, dtype, shape, bytes):
     /// part of the key of the cached reference log-probabilities.
     /// </summary>
-    public static string ModelSha256(Gpt model)
+    public static string ModelSha256(CausalLM model)
     {
         using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         void Text(string s) { h.AppendData(Encoding.UTF8.GetBytes(s)); h.AppendData(new byte[] { 0 }); }
-        Text(model.Config.ToHuggingFace().ToJsonString());
+        Text(model.HfConfig().ToJsonString());
         foreach (var (name, t) in model.state_dict().OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             using var scope = NewDisposeScope();

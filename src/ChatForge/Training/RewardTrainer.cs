@@ -84,7 +84,7 @@ public sealed class RewardTrainer : ITrainable
     public static (Tensor Scores, Tensor Ranks) Score(RewardModel rm, ITokenizer tok, IReadOnlyList<Ranking> group)
     {
         int k = group.Max(r => r.Responses.Count);
-        int ctx = rm.Backbone.Config.NPositions;
+        int ctx = rm.Backbone.Context;
         var seqs = group.SelectMany(r => r.Responses.Select(x => Preferences.Encode(tok, r.Prompt, r.Chat, x, ctx).Ids)).ToList();
         var (ids, last) = CausalBatch.Sequences(seqs, tok.EosId(), rm.Backbone.TokenEmbedding.device);
         var flat = rm.ScoresAt(ids, last);

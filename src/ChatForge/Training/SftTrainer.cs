@@ -25,7 +25,7 @@ public sealed class SftTrainer : ITrainable
     const int PackingKeyTokens = 16;
 
     readonly SftConfig _c;
-    readonly Gpt _model;
+    readonly CausalLM _model;
     readonly ITokenizer _tok;
     readonly List<PackedRow> _rows;
     readonly List<EncodedExample> _val;
@@ -34,7 +34,7 @@ public sealed class SftTrainer : ITrainable
     long _countStep = -1;
     double _stepCount;
 
-    public SftTrainer(SftConfig c, Gpt model, ITokenizer tok, List<PackedRow> rows, List<EncodedExample> val)
+    public SftTrainer(SftConfig c, CausalLM model, ITokenizer tok, List<PackedRow> rows, List<EncodedExample> val)
     {
         _c = c; _model = model; _tok = tok; _rows = rows; _val = val;
         _device = model.TokenEmbedding.device;
@@ -78,7 +78,7 @@ public sealed class SftTrainer : ITrainable
     public void SaveModel(string dir) => Save(dir, _model, _tok, _c);
 
     /// <summary>Writes the model (LoRA merged into the weights) and, for LoRA, the PEFT adapter in adapter/.</summary>
-    public static void Save(string dir, Gpt model, ITokenizer tok, SftConfig c)
+    public static void Save(string dir, CausalLM model, ITokenizer tok, SftConfig c)
     {
         var extra = new JsonObject { ["chatforge"] = new JsonObject { ["stage"] = "sft", ["base_model"] = c.Model } };
         if (Lora.HasAdapters(model))
@@ -97,7 +97,7 @@ public sealed class SftTrainer : ITrainable
         PeakMemory.Reset(); // this run's own peak, also inside a longer process (the pipeline)
 
         // The model: the base (plus a fresh adapter), or, when resuming, the checkpoint.
-        Gpt model; ITokenizer tok;
+        CausalLM model; ITokenizer tok;
         if (resuming && c.Lora is not null)
         {
             (model, tok, _) = HfCheckpoint.Load(c.Model);
@@ -107,10 +107,10 @@ public sealed class SftTrainer : ITrainable
         else
         {
             (model, tok, _) = HfCheckpoint.Load(c.Model);
-            if (c.Lora is not null) Lora.Attach(model, c.Lora);
+            if (c.Lora is not null) Lora.Attach(model, c.Lora, "sft config");
         }
         if (device.type != DeviceType.CPU) model.to(device);
-        int maxLen = Math.Min(c.MaxLength ?? model.Config.NPositions, model.Config.NPositions);
+        int maxLen = Math.Min(c.MaxLength ?? model.Context, model.Context);
 
         // Data.
         List<SftExample> train, val;
@@ -139,7 +139,7 @@ public sealed class SftTrainer : ITrainable
         var rows = c.Packing
             ? CausalBatch.Pack(encTrain.OrderBy(e => HashSplit.Unit(c.Seed, "pack:" + string.Join(",", e.Ids.Take(PackingKeyTokens)))), maxLen + 1)
             : encTrain.Select(e => new PackedRow(e)).ToList();
-        log?.Invoke($"{(c.Lora is null ? "full fine-tuning" : $"LoRA r={c.Lora.R} α={c.Lora.LoraAlpha} on {string.Join(", ", c.Lora.TargetModules)}")}: " +
+        log?.Invoke($"{(c.Lora is null ? "full fine-tuning" : $"LoRA r={c.Lora.R} α={c.Lora.LoraAlpha} on {string.Join(", ", Lora.AdaptedModules(model))}")}: " +
                     $"{rows.Count} rows{(c.Packing ? $" packed from {encTrain.Count} examples" : "")}, {encTrain.Sum(e => e.Train.Count(t => t))} response tokens");
 
         var trainer = new SftTrainer(c, model, tok, rows, encVal);

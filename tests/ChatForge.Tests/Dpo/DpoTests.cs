@@ -115,8 +115,8 @@ public class DpoTests
         for (int i = 0; i < pairs.Count; i++)
         {
             var p = pairs[i];
-            var ch = Preferences.Encode(tok, p.Prompt, p.Chat, p.Chosen, model.Config.NPositions);
-            var rj = Preferences.Encode(tok, p.Prompt, p.Chat, p.Rejected, model.Config.NPositions);
+            var ch = Preferences.Encode(tok, p.Prompt, p.Chat, p.Chosen, model.Context);
+            var rj = Preferences.Encode(tok, p.Prompt, p.Chat, p.Rejected, model.Context);
             float one(int[] ids, int start) => LogProbs.SequenceLogProbs(model, new[] { Segment.From(ids, start) }, tok.EosId()).item<float>();
             Assert.Equal(one(ch.Ids, ch.ResponseStart), cached["chosen"][i].item<float>(), 4);
             Assert.Equal(one(rj.Ids, rj.ResponseStart), cached["rejected"][i].item<float>(), 4);

@@ -31,7 +31,7 @@ public class DpoTrainerTests
         using var _ = no_grad();
         float One(string response, PreferencePair p)
         {
-            var (ids, start) = Preferences.Encode(tok, p.Prompt, p.Chat, response, gpt.Config.NPositions);
+            var (ids, start) = Preferences.Encode(tok, p.Prompt, p.Chat, response, gpt.Context);
             return LogProbs.SequenceLogProbs(gpt, new[] { Segment.From(ids, start) }, tok.EosId()).item<float>();
         }
         for (int i = 0; i < pairs.Count; i++)

@@ -147,14 +147,14 @@ public class GenerationTests
     }
 
     /// <summary>nanoGPT's generate, greedy: crop the sequence to its last n_positions tokens, forward, argmax.</summary>
-    static int[] NanoGptGreedy(Gpt m, int[] prompt, int maxNewTokens)
+    static int[] NanoGptGreedy(CausalLM m, int[] prompt, int maxNewTokens)
     {
         using var _ = no_grad();
         m.eval();
         var seq = prompt.ToList();
         for (int i = 0; i < maxNewTokens; i++)
         {
-            var cond = seq.Skip(Math.Max(0, seq.Count - m.Config.NPositions)).Select(t => (long)t).ToArray();
+            var cond = seq.Skip(Math.Max(0, seq.Count - m.Context)).Select(t => (long)t).ToArray();
             var logits = m.call(tensor(cond).unsqueeze(0));
             seq.Add((int)logits[0, -1].argmax().item<long>());
         }

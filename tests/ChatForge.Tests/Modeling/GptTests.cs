@@ -53,7 +53,7 @@ public class GptTests
         var ids = tensor(new long[] { 3, 9, 1, 4, 1, 5, 9, 2, 6, 5 }, new long[] { 1, 10 });
         using var _ = no_grad();
         var full = m.call(ids);
-        using var cache = new KvCache(Small, 1, CPU);
+        using var cache = m.NewCache(1, Small.NPositions, CPU);
         var first = m.Logits(m.Hidden(ids.narrow(1, 0, 4), cache: cache));   // prefill 4
         var chunk = m.Logits(m.Hidden(ids.narrow(1, 4, 3), cache: cache));   // 3 at once after a cache
         var steps = new List<Tensor> { first, chunk };

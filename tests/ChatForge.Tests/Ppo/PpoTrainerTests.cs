@@ -223,7 +223,7 @@ public class PpoTrainerTests
         for (int i = 0; i < prompts.Count; i++)
         {
             // The sequence the reward model scored, and the value model's prediction at its last token.
-            var ids = Preferences.Encode(tok, prompts[i], false, r.Texts[i], policy.Config.NPositions).Ids;
+            var ids = Preferences.Encode(tok, prompts[i], false, r.Texts[i], policy.Context).Ids;
             var v = PpoTrainer.Values(value, tensor(ids.Select(x => (long)x).ToArray()).unsqueeze(0))[0, ids.Length - 1].item<float>();
             Assert.Equal(scores[i], v, 1e-4);
         }
@@ -259,7 +259,7 @@ public class PpoTrainerTests
             // The policy was asked the whole conversation under the chat template…
             Assert.Equal(ChatTemplate.Encode(tok, prompts[i].Messages, addGenerationPrompt: true).Ids, r.Queries[i]);
             // …and the reward model (through the value model it initialises) scored the whole conversation and the response.
-            var ids = Preferences.Encode(tok, prompts[i], true, r.Texts[i], policy.Config.NPositions).Ids;
+            var ids = Preferences.Encode(tok, prompts[i], true, r.Texts[i], policy.Context).Ids;
             var v = PpoTrainer.Values(value, tensor(ids.Select(x => (long)x).ToArray()).unsqueeze(0))[0, ids.Length - 1].item<float>();
             Assert.Equal(scores[i], v, 1e-4);
         }

@@ -96,7 +96,7 @@ public class ChatClientTests
         Assert.Equal("temperature", e.ParamName);
         await Assert.ThrowsAsync<ArgumentException>(() => client.GetResponseAsync(new[] { new AI.ChatMessage(ChatRole.Tool, "x") }));
         // The token limit is clamped to the context.
-        Assert.Equal(model.Config.NPositions, client.Options(new AI.ChatOptions { MaxOutputTokens = 100_000 }).MaxNewTokens);
+        Assert.Equal(model.Context, client.Options(new AI.ChatOptions { MaxOutputTokens = 100_000 }).MaxNewTokens);
     }
 
     [Fact]

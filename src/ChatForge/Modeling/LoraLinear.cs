@@ -7,19 +7,19 @@ using F = TorchSharp.torch.nn.functional;
 namespace ChatForge.Modeling;
 
 /// <summary>
-/// y = x·Wᵀ + b (W is [out, in], as nn.Linear), plus an optional LoRA adapter. The adapter is a
+/// y = x·Wᵀ (+ b) (W is [out, in], as nn.Linear; the bias is optional, as in Llama's projections), plus an optional LoRA adapter. The adapter is a
 /// registered submodule named <see cref="Lora.ModuleName"/>, so to(), train() and eval() reach it;
 /// checkpoint code leaves its parameters out of the base model's tensors (<see cref="Lora.IsAdapterParameter"/>).
 /// </summary>
-public sealed class GptLinear : nn.Module<Tensor, Tensor>
+public sealed class LoraLinear : nn.Module<Tensor, Tensor>
 {
     public Parameter weight;
-    public Parameter bias;
+    public Parameter? bias;
 
-    public GptLinear(long inFeatures, long outFeatures) : base("linear")
+    public LoraLinear(long inFeatures, long outFeatures, bool hasBias = true) : base("linear")
     {
         weight = new Parameter(empty(outFeatures, inFeatures));
-        bias = new Parameter(zeros(outFeatures));
+        bias = hasBias ? new Parameter(zeros(outFeatures)) : null;
         RegisterComponents();
     }
 
