@@ -34,7 +34,7 @@ public static class HfCheckpoint
         model.named_parameters().Where(p => !Lora.IsAdapterParameter(p.name));
 
     /// <summary>The model's weights under HF names (Conv1D tensors transposed to [in, out]), LoRA merged in when asked.</summary>
-    public static Dictionary<string, Tensor> HfStateDict(CausalLM model, bool mergeLora = false)
+    public static Dictionary<string, Tensor> HfStateDict(CausalLM model, bool mergeLora = false, bool withoutLmHead = false)
     {
         var merged = new Dictionary<string, Tensor>();
         if (mergeLora)
@@ -43,6 +43,7 @@ public static class HfCheckpoint
         var d = new Dictionary<string, Tensor>();
         foreach (var (name, p) in BaseParameters(model))
         {
+            if (withoutLmHead && model.LmHeadOnly.Contains(name)) continue;
             var t = merged.TryGetValue(name, out var m) ? m : p.detach();
             d[model.HfPrefix + name] = IsConv1D(model, name) ? t.t() : t;
         }
@@ -53,11 +54,12 @@ public static class HfCheckpoint
     /// Writes the files of a model directory into <paramref name="dir"/> (which the caller usually
     /// fills inside <see cref="AtomicFile.ReplaceDirectory"/>). <paramref name="extra"/> adds tensors
     /// such as a reward head's score.weight; <paramref name="configExtra"/> adds config.json keys; a null
-    /// <paramref name="tokenizer"/> writes the weights and configs alone; <paramref name="dtype"/> is the stored precision.
+    /// <paramref name="tokenizer"/> writes the weights and configs alone; <paramref name="dtype"/> is the stored precision;
+    /// <paramref name="withoutLmHead"/> leaves an untied lm_head out (a reward or value model's layout).
     /// </summary>
     public static void Write(string dir, CausalLM model, ITokenizer? tokenizer, IReadOnlyDictionary<string, Tensor>? extra = null,
                              JsonObject? configExtra = null, GenerationDefaults? generation = null, bool mergeLora = false,
-                             ScalarType dtype = ScalarType.Float32)
+                             ScalarType dtype = ScalarType.Float32, bool withoutLmHead = false)
     {
         Directory.CreateDirectory(dir);
         var config = model.HfConfig();
@@ -66,7 +68,7 @@ public static class HfCheckpoint
             foreach (var (k, v) in configExtra) config[k] = v?.DeepClone();
         var o = new JsonSerializerOptions { WriteIndented = true };
         AtomicFile.WriteAllText(Path.Combine(dir, ConfigFile), config.ToJsonString(o));
-        var tensors = HfStateDict(model, mergeLora);
+        var tensors = HfStateDict(model, mergeLora, withoutLmHead);
         if (extra is not null) foreach (var (k, v) in extra) tensors[k] = v.detach();
         SafeTensors.Save(Path.Combine(dir, WeightsFile), tensors.Select(kv => KeyValuePair.Create(kv.Key, kv.Value.to(dtype))),
             new Dictionary<string, string> { ["format"] = "pt" });
@@ -88,18 +90,20 @@ public static class HfCheckpoint
     }
 
     /// <summary>Reads a model directory: the model (on <paramref name="device"/>), its tokenizer, and tensors not part of the LM (heads).</summary>
+    /// <param name="withoutLmHead">a reward or value model's layout: an untied lm_head may be absent (it is never read)</param>
     public static (CausalLM Model, ITokenizer Tokenizer, Dictionary<string, Tensor> Extra) Load(string dir, Device? device = null,
-        IReadOnlyCollection<string>? allowedExtra = null)
+        IReadOnlyCollection<string>? allowedExtra = null, bool withoutLmHead = false)
     {
-        var (model, extra) = LoadModel(dir, device, allowedExtra, tokenizerCheck: true, out var tokenizer);
+        var (model, extra) = LoadModel(dir, device, allowedExtra, tokenizerCheck: true, withoutLmHead, out var tokenizer);
         return (model, tokenizer!, extra);
     }
 
     /// <summary>The model alone (no tokenizer files needed), and tensors not part of the LM.</summary>
     public static (CausalLM Model, Dictionary<string, Tensor> Extra) LoadModel(string dir, Device? device = null, IReadOnlyCollection<string>? allowedExtra = null) =>
-        LoadModel(dir, device, allowedExtra, tokenizerCheck: false, out _);
+        LoadModel(dir, device, allowedExtra, tokenizerCheck: false, withoutLmHead: false, out _);
 
-    static (CausalLM, Dictionary<string, Tensor>) LoadModel(string dir, Device? device, IReadOnlyCollection<string>? allowedExtra, bool tokenizerCheck, out ITokenizer? tokenizer)
+    static (CausalLM, Dictionary<string, Tensor>) LoadModel(string dir, Device? device, IReadOnlyCollection<string>? allowedExtra, bool tokenizerCheck,
+                                                            bool withoutLmHead, out ITokenizer? tokenizer)
     {
         if (!Directory.Exists(dir)) throw new ChatForgeException($"{dir}: model directory not found");
         var configPath = Path.Combine(dir, ConfigFile);
@@ -121,7 +125,7 @@ public static class HfCheckpoint
             foreach (var f in files)
                 foreach (var (name, t) in SafeTensors.Load(f))
                     tensors[name] = t;
-            var extra = Apply(model, tensors, files.Count == 1 ? files[0] : Path.Combine(dir, WeightsIndexFile), allowedExtra);
+            var extra = Apply(model, tensors, files.Count == 1 ? files[0] : Path.Combine(dir, WeightsIndexFile), allowedExtra, withoutLmHead);
             if (device is not null && device.type != DeviceType.CPU) model.to(device);
             model.eval();
             return (model, extra);
@@ -156,7 +160,8 @@ public static class HfCheckpoint
     /// required; GPT-2's causal-mask buffers, old rotary inv_freq buffers and a tied model's lm_head.weight are ignored;
     /// other names are returned if allowed, else an error.
     /// </summary>
-    public static Dictionary<string, Tensor> Apply(CausalLM model, Dictionary<string, Tensor> tensors, string source, IReadOnlyCollection<string>? allowedExtra = null)
+    public static Dictionary<string, Tensor> Apply(CausalLM model, Dictionary<string, Tensor> tensors, string source, IReadOnlyCollection<string>? allowedExtra = null,
+                                                   bool withoutLmHead = false)
     {
         var remaining = new Dictionary<string, Tensor>(tensors);
         using (no_grad())
@@ -165,7 +170,8 @@ public static class HfCheckpoint
             {
                 var hf = model.HfPrefix + name;
                 if (!remaining.Remove(hf, out var t) && !remaining.Remove(name, out t))
-                    throw new ChatForgeException($"{source}: missing tensor '{hf}'");
+                    if (withoutLmHead && model.LmHeadOnly.Contains(name)) continue;
+                    else throw new ChatForgeException($"{source}: missing tensor '{hf}'");
                 bool conv = IsConv1D(model, name);
                 if (conv) t = t.t();
                 if (!t.shape.SequenceEqual(p.shape))

@@ -23,12 +23,12 @@ public static class RewardCheckpoint
             ["chatforge"] = new JsonObject { ["stage"] = stage, ["reward_mean"] = rm.Mean, ["reward_std"] = rm.Std },
         };
         if (more is not null) foreach (var (k, v) in more) cf["chatforge"]![k] = v?.DeepClone();
-        HfCheckpoint.Write(dir, rm.Backbone, tok, new Dictionary<string, Tensor> { ["score.weight"] = rm.ScoreWeight }, cf);
+        HfCheckpoint.Write(dir, rm.Backbone, tok, new Dictionary<string, Tensor> { ["score.weight"] = rm.ScoreWeight }, cf, withoutLmHead: true);
     }
 
     public static (RewardModel Model, ITokenizer Tokenizer) Load(string dir, Device? device = null)
     {
-        var (gpt, tok, extra) = HfCheckpoint.Load(dir, device, allowedExtra: new[] { "score.weight" });
+        var (gpt, tok, extra) = HfCheckpoint.Load(dir, device, allowedExtra: new[] { "score.weight" }, withoutLmHead: true);
         if (!extra.TryGetValue("score.weight", out var w))
             throw new ChatForgeException($"{dir}: not a reward model (no score.weight in {HfCheckpoint.WeightsFile})");
         var rm = new RewardModel(gpt);

@@ -33,6 +33,9 @@ public abstract class CausalLM : nn.Module<Tensor, Tensor>
     /// <summary>The linear layers LoRA can adapt, by module path in parameter naming (h.0.attn.c_attn, model.layers.0.self_attn.q_proj).</summary>
     public abstract IEnumerable<(string Path, LoraLinear Linear)> Linears();
 
+    /// <summary>Parameters only the LM head uses (an untied lm_head.weight): a reward or value model leaves them out, as *ForSequenceClassification does.</summary>
+    public virtual IReadOnlyList<string> LmHeadOnly => Array.Empty<string>();
+
     /// <summary>PEFT's default target_modules for this family (every projection of attention and MLP).</summary>
     public abstract IReadOnlyList<string> LoraTargets { get; }
 

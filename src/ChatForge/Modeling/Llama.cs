@@ -329,6 +329,7 @@ public sealed class Llama : CausalLM
     public override string HfPrefix => "";
     public override IReadOnlyList<string> LoraTargets { get; } = new[] { "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" };
     public override JsonObject HfConfig() => Config.ToHuggingFace();
+    public override IReadOnlyList<string> LmHeadOnly => _lmHead is null ? Array.Empty<string>() : new[] { "lm_head.weight" };
 
     public override IEnumerable<(string Path, LoraLinear Linear)> Linears()
     {

@@ -6,8 +6,8 @@ using static TorchSharp.torch;
 namespace ChatForge.Modeling;
 
 /// <summary>
-/// A scalar head on a GPT-2 backbone, as Hugging Face's GPT2ForSequenceClassification with one
-/// label: the LM head is replaced by score.weight [1, n_embd], read at each sequence's last real
+/// A scalar head on a decoder backbone of either family, as Hugging Face's GPT2ForSequenceClassification or
+/// LlamaForSequenceClassification with one label: the LM head is replaced by score.weight [1, hidden], read at each sequence's last real
 /// (non-padding) token. Used for the reward model and for PPO's value model. Rewards are reported
 /// normalised by the mean and standard deviation measured on a reference set (stored with the checkpoint).
 /// </summary>
@@ -27,6 +27,10 @@ public sealed class RewardModel : nn.Module
     }
 
     public Parameter ScoreWeight => _score.weight!;
+
+    /// <summary>What training moves: the backbone and the head, not the backbone's LM-head-only weights (an untied lm_head), which scores never read.</summary>
+    public IEnumerable<(string Name, Parameter Param)> TrainableParameters() =>
+        named_parameters().Where(p => !Backbone.LmHeadOnly.Contains(p.name["transformer.".Length..]) || !p.name.StartsWith("transformer.", StringComparison.Ordinal));
 
     /// <summary>Raw scores (N) of right-padded sequences (N, T), read at index <paramref name="last"/> (N) of each.</summary>
     public Tensor ScoresAt(Tensor ids, Tensor last)

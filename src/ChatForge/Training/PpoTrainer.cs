@@ -69,7 +69,7 @@ public sealed class PpoTrainer
         Beta = c.Beta;
         var po = new OptimConfig { LearningRate = c.LearningRate, WeightDecay = 0, Beta2 = AdamBeta2 };
         _policyOpt = TrainingLoop.CreateOptimizer(policy.named_parameters(), po);
-        _valueOpt = TrainingLoop.CreateOptimizer(value.named_parameters(), po with { LearningRate = c.ValueLearningRate });
+        _valueOpt = TrainingLoop.CreateOptimizer(value.TrainableParameters(), po with { LearningRate = c.ValueLearningRate });
         foreach (var p in reference.parameters()) p.requires_grad = false;
         if (rm is not null) { foreach (var p in rm.parameters()) p.requires_grad = false; rm.eval(); }
         // All four models run without dropout (as TRL does): with it, an update's log π is a noisy copy of the

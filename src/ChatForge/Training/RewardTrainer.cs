@@ -78,7 +78,7 @@ public sealed class RewardTrainer : ITrainable
 
     public nn.Module Model => _rm;
     public string BestMetric => "val_loss";
-    public IEnumerable<(string, Parameter)> TrainableParameters() => _rm.named_parameters();
+    public IEnumerable<(string, Parameter)> TrainableParameters() => _rm.TrainableParameters();
 
     /// <summary>Scores (P, K) for a group of rankings, and their ranks (P, K; 0 marks an empty slot).</summary>
     public static (Tensor Scores, Tensor Ranks) Score(RewardModel rm, ITokenizer tok, IReadOnlyList<Ranking> group)

@@ -60,26 +60,30 @@ public class CliTests
         AssertOneLineError(CliRunner.Run("score", "--model", copy, "--text", "hello"), "model.safetensors: file not found");
     }
 
-    [Fact]
-    public void Generate_prints_only_the_completion()
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    public void Generate_prints_only_the_completion(string family)
     {
-        var r = CliRunner.Run("generate", "--model", TinyRun.ModelDir, "--prompt", "The whale", "--temperature", "0", "--max-new-tokens", "15");
+        var r = CliRunner.Run("generate", "--model", TinyRun.ModelDirFor(family), "--prompt", "The whale", "--temperature", "0", "--max-new-tokens", "15");
         Assert.Equal(0, r.Code);
-        var (m, tok, _) = HfCheckpoint.Load(TinyRun.ModelDir);
+        var (m, tok, _) = HfCheckpoint.Load(TinyRun.ModelDirFor(family));
         var expected = new TextGenerator(m, tok).Complete("The whale", new SamplingOptions { Temperature = 0, MaxNewTokens = 15 }).Text;
         Assert.Equal(expected + Environment.NewLine, r.Out);
     }
 
-    [Fact]
-    public void Score_prints_the_mean_nll_per_token()
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    public void Score_prints_the_mean_nll_per_token(string family)
     {
-        var r = CliRunner.Run("score", "--model", TinyRun.ModelDir, "--text", "The whale and the sea.");
+        var r = CliRunner.Run("score", "--model", TinyRun.ModelDirFor(family), "--text", "The whale and the sea.");
         Assert.Equal(0, r.Code);
         var printed = double.Parse(r.Out.Trim(), CultureInfo.InvariantCulture);
-        var (m, tok, _) = HfCheckpoint.Load(TinyRun.ModelDir);
+        var (m, tok, _) = HfCheckpoint.Load(TinyRun.ModelDirFor(family));
         Assert.Equal(Perplexity.Score(m, tok, "The whale and the sea.").NatsPerToken, printed, 5);
         // A text like the training corpus scores better than noise.
-        var noise = double.Parse(CliRunner.Run("score", "--model", TinyRun.ModelDir, "--text", "zq#8 xj!k 9vv~ qqz").Out.Trim(), CultureInfo.InvariantCulture);
+        var noise = double.Parse(CliRunner.Run("score", "--model", TinyRun.ModelDirFor(family), "--text", "zq#8 xj!k 9vv~ qqz").Out.Trim(), CultureInfo.InvariantCulture);
         Assert.True(printed < noise, $"{printed} vs {noise}");
     }
 

@@ -114,11 +114,14 @@ public class DpoTrainerTests
         Assert.InRange(rows[0]["logps/chosen"], -8.0, -3.0);
     }
 
-    [Fact]
-    public void Every_parameter_changes_in_training()
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    [InlineData("qwen2")]
+    public void Every_parameter_changes_in_training(string family)
     {
         using var d = new TempDir();
-        var baseDir = TinyBase.Create(d["base"]);
+        var baseDir = TinyBase.Create(d["base"], family: family);
         Preferences.WriteRankings(d["r.jsonl"], Rankings(8));
         DpoTrainer.Run(Config(baseDir, d["r.jsonl"], 3), d["dpo"], false);
         var (before, _, _) = HfCheckpoint.Load(baseDir);

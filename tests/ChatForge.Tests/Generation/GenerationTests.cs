@@ -10,19 +10,22 @@ namespace ChatForge.Tests.Generation;
 
 public class GenerationTests
 {
-    static TextGenerator Gen(out ITokenizer tok)
+    /// <summary>A generator on the shared tiny pretrained model of <paramref name="family"/> (gpt2, or llama: pretrained with model.architecture llama).</summary>
+    static TextGenerator Gen(out ITokenizer tok, string family = "gpt2")
     {
-        var (m, t, _) = HfCheckpoint.Load(TinyRun.ModelDir);
+        var (m, t, _) = HfCheckpoint.Load(TinyRun.ModelDirFor(family));
         tok = t;
         return new TextGenerator(m, t);
     }
 
     static readonly SamplingOptions Greedy = new() { Temperature = 0, MaxNewTokens = 12, IgnoreEos = true };
 
-    [Fact]
-    public void Rows_with_their_own_options_match_a_batch_with_shared_ones_and_stream_what_they_return()
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    public void Rows_with_their_own_options_match_a_batch_with_shared_ones_and_stream_what_they_return(string family)
     {
-        var g = Gen(out var tok);
+        var g = Gen(out var tok, family);
         var prompts = new[] { tok.Encode("The whale"), tok.Encode("Sea"), tok.Encode("Call me") };
         foreach (var o in new[] { Greedy, new SamplingOptions { Temperature = 1, TopK = 20, MaxNewTokens = 12, Seed = 9 } })
         {
@@ -55,10 +58,12 @@ public class GenerationTests
         Assert.DoesNotContain("e", together[2].Text);
     }
 
-    [Fact]
-    public void Greedy_is_the_same_with_and_without_the_kv_cache()
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    public void Greedy_is_the_same_with_and_without_the_kv_cache(string family)
     {
-        var g = Gen(out var tok);
+        var g = Gen(out var tok, family);
         var p = new[] { tok.Encode("The whale"), tok.Encode("Sea") };
         var a = g.Generate(p, Greedy with { MaxNewTokens = 25 }, useCache: true);
         var b = g.Generate(p, Greedy with { MaxNewTokens = 25 }, useCache: false);
@@ -68,10 +73,12 @@ public class GenerationTests
         Assert.Equal("length", a[0].FinishReason);
     }
 
-    [Fact]
-    public void A_padded_batch_gives_each_prompt_what_it_gets_alone()
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    public void A_padded_batch_gives_each_prompt_what_it_gets_alone(string family)
     {
-        var g = Gen(out var tok);
+        var g = Gen(out var tok, family);
         var prompts = new[] { tok.Encode("The old captain of the"), tok.Encode("Peace") };
         var batch = g.Generate(prompts, Greedy);
         Assert.Equal(g.Generate(new[] { prompts[0] }, Greedy)[0].Tokens, batch[0].Tokens);

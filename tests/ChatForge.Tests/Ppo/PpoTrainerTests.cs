@@ -42,12 +42,14 @@ public class PpoTrainerTests
         Assert.True(late > early + 1.5, $"reward went from {early:F2} to {late:F2}");
     }
 
-    [Fact]
-    public void Ppo_runs_end_to_end_resumes_and_reports_its_metrics()
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    public void Ppo_runs_end_to_end_resumes_and_reports_its_metrics(string family)
     {
         using var d = new TempDir();
         var cache = FakeCorpora.Create(d["cache"]);
-        var baseDir = TinyBase.Create(d["b"]);
+        var baseDir = TinyBase.Create(d["b"], family: family);
         RewardTrainer.Run(RewardConfig.Tiny with { Model = baseDir, Cache = cache, Deterministic = true }, d["rm"], false);
         var c = PpoConfig.Tiny with { Model = baseDir, Reward = d["rm/model"], Cache = cache, Deterministic = true, PtxCoef = 0.5 };
         var full = PpoTrainer.Run(c, d["full"], false);
@@ -326,16 +328,19 @@ public class PpoTrainerTests
         Assert.True(ptx < plain - 0.2, $"held-out pretraining loss with γ = 1: {ptx:F3}, with γ = 0: {plain:F3}");
     }
 
-    [Fact]
-    public void Training_changes_every_policy_and_value_parameter()
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    [InlineData("qwen2")]
+    public void Training_changes_every_policy_and_value_parameter(string family)
     {
         using var d = new TempDir();
         var c = PpoConfig.Tiny with { RolloutBatch = 8, MiniBatch = 4, EarlyStopKl = 10, Deterministic = true };
-        var dir = TinyBase.Create(d["b"], seed: 11);
+        var dir = TinyBase.Create(d["b"], seed: 11, family: family);
         var (policy, tok, _) = HfCheckpoint.Load(dir);
         var (reference, _, _) = HfCheckpoint.Load(dir);
         var value = PpoTrainer.InitialValueModel(c with { Model = dir, ValueInit = "policy" }); // zero head: the hardest case
-        var before = policy.named_parameters().Concat(value.named_parameters().Select(p => ("value." + p.name, p.parameter)))
+        var before = policy.named_parameters().Concat(value.TrainableParameters().Select(p => ("value." + p.Name, p.Param)))
             .Select(p => (p.Item1, p.Item2.detach().clone())).ToList();
         var ppo = new PpoTrainer(c with { Model = dir, Reward = dir }, policy, reference, null, value, tok, ToyPrompts, ToyPrompts, null, null, null, LowercaseReward);
         for (int it = 0; it < 2; it++)
@@ -343,7 +348,7 @@ public class PpoTrainerTests
             using var scope = NewDisposeScope();
             ppo.Step(ToyPrompts.Skip(it * 8).Take(8).ToList(), it);
         }
-        var after = policy.named_parameters().Concat(value.named_parameters().Select(p => ("value." + p.name, p.parameter))).ToDictionary(p => p.Item1, p => p.Item2);
+        var after = policy.named_parameters().Concat(value.TrainableParameters().Select(p => ("value." + p.Name, p.Param))).ToDictionary(p => p.Item1, p => p.Item2);
         Assert.Equal(before.Count, after.Count);
         foreach (var (name, old) in before)
             Assert.True((old - after[name]).abs().max().item<float>() > 0, $"{name} did not change");

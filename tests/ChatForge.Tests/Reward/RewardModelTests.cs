@@ -28,11 +28,14 @@ public class RewardModelTests
         }).ToList();
     }
 
-    [Fact]
-    public void Score_is_read_at_the_last_real_token_so_padding_changes_nothing()
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    [InlineData("qwen2")]
+    public void Score_is_read_at_the_last_real_token_so_padding_changes_nothing(string family)
     {
         using var d = new TempDir();
-        var (gpt, tok, _) = HfCheckpoint.Load(TinyBase.Create(d["b"]));
+        var (gpt, tok, _) = HfCheckpoint.Load(TinyBase.Create(d["b"], family: family));
         var rm = new RewardModel(gpt);
         using (no_grad()) rm.ScoreWeight.normal_();
         rm.eval();
@@ -44,21 +47,24 @@ public class RewardModelTests
         Assert.Equal(rm.ScoresAt(ida, la).item<float>(), both[0], 4);
     }
 
-    [Fact]
-    public void Reward_model_learns_a_separable_preference_and_saves_in_the_hf_layout()
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    public void Reward_model_learns_a_separable_preference_and_saves_in_the_hf_layout(string family)
     {
         using var d = new TempDir();
         var data = d["rankings.jsonl"];
         Preferences.WriteRankings(data, Separable(160, 1));
         var c = RewardConfig.Tiny with
         {
-            Model = TinyBase.Create(d["b"]), Data = new() { data }, Deterministic = true, ValFraction = 0.2,
+            Model = TinyBase.Create(d["b"], family: family), Data = new() { data }, Deterministic = true, ValFraction = 0.2,
             Optim = RewardConfig.Tiny.Optim with { MaxSteps = 60, BatchSize = 8, LearningRate = 2e-3, EvalInterval = 30, CheckpointInterval = 30 },
         };
         var summary = RewardTrainer.Run(c, d["rm"], false);
         Assert.True((double)summary["heldout_accuracy"]! > 0.8, $"held-out accuracy {summary["heldout_accuracy"]}");
         var cfg = File.ReadAllText(d["rm/model/config.json"]);
-        Assert.Contains("GPT2ForSequenceClassification", cfg);
+        Assert.Contains(family == "gpt2" ? "GPT2ForSequenceClassification" : "LlamaForSequenceClassification", cfg);
+        Assert.Equal(new long[] { 1, 32 }, SafeTensors.Load(d["rm/model/model.safetensors"])["score.weight"].shape);
         Assert.Contains("\"num_labels\": 1", cfg);
         var (rm, tok) = RewardCheckpoint.Load(d["rm/model"]);
         Assert.NotEqual(1.0, rm.Std);
@@ -68,12 +74,14 @@ public class RewardModelTests
         Assert.True(File.Exists(d["rm/reward_accuracy.png"]));
     }
 
-    [Fact]
-    public void Best_of_n_picks_the_highest_reward_candidate()
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    public void Best_of_n_picks_the_highest_reward_candidate(string family)
     {
         using var d = new TempDir();
-        var (gpt, tok, _) = HfCheckpoint.Load(TinyBase.Create(d["b"]));
-        var (rmBackbone, _, _) = HfCheckpoint.Load(TinyBase.Create(d["r"], seed: 9));
+        var (gpt, tok, _) = HfCheckpoint.Load(TinyBase.Create(d["b"], family: family));
+        var (rmBackbone, _, _) = HfCheckpoint.Load(TinyBase.Create(d["r"], seed: 9, family: family));
         var rm = new RewardModel(rmBackbone);
         using (no_grad()) rm.ScoreWeight.normal_();
         var c = BestOfN.Sample(new TextGenerator(gpt, tok), rm, tok, new ChatPrompt[] { "The sea", "A ship" }, false, 4, new SamplingOptions { Temperature = 1, MaxNewTokens = 6, Seed = 3 });

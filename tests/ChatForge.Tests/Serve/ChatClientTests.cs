@@ -26,11 +26,13 @@ public class ChatClientTests
 
     static List<AI.ChatMessage> Conversation(string user) => new() { new(ChatRole.System, "Be brief."), new(ChatRole.User, user) };
 
-    [Fact]
-    public async Task Concurrent_requests_are_decoded_together_and_answer_as_they_would_alone()
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    public async Task Concurrent_requests_are_decoded_together_and_answer_as_they_would_alone(string family)
     {
         using var d = new TempDir();
-        using var client = ChatForgeChatClient.Load(TinyBase.Create(d["m"]), "tiny");
+        using var client = ChatForgeChatClient.Load(TinyBase.Create(d["m"], family: family), "tiny");
         var prompts = Enumerable.Range(0, 8).Select(i => $"Question {i}?").ToList();
         AI.ChatOptions Options(int i) => new() { Temperature = 1, Seed = 100 + i, MaxOutputTokens = 4 + i, StopSequences = i % 3 == 0 ? new[] { "e" } : null };
         // One after another…

@@ -22,7 +22,7 @@ public class ServerTests
 
     static async Task<ChatServer> Start(TempDir d, string? key = Key, long maxBody = 1 << 20, int maxBatch = 8, int queue = 64, bool longModel = false)
     {
-        var models = new Dictionary<string, string> { ["tiny"] = TinyBase.Create(d["tiny"]), ["other"] = TinyBase.Create(d["other"], seed: 3) };
+        var models = new Dictionary<string, string> { ["tiny"] = TinyBase.Create(d["tiny"]), ["other"] = TinyBase.Create(d["other"], seed: 3, family: "llama") };
         if (longModel) models["long"] = ChatClientTests.LongModel(d["long"]);
         return await ChatServer.StartAsync(new ServeOptions { Models = models, Port = 0, ApiKey = key, MaxBodyBytes = maxBody, MaxBatch = maxBatch, QueueCapacity = queue });
     }
@@ -38,17 +38,19 @@ public class ServerTests
         return h;
     }
 
-    [Fact]
-    public async Task The_official_openai_client_completes_streams_converses_and_sees_length_and_stop()
+    [Theory]
+    [InlineData("tiny")]    // GPT-2
+    [InlineData("other")]   // Llama
+    public async Task The_official_openai_client_completes_streams_converses_and_sees_length_and_stop(string model)
     {
         using var d = new TempDir();
         await using var s = await Start(d);
-        var client = OpenAi(s);
+        var client = OpenAi(s, model);
         var greedy = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 12, Seed = 5 };
 
         ChatCompletion plain = await client.CompleteChatAsync(new OpenAI.Chat.ChatMessage[] { new UserChatMessage("Hello there") }, greedy);
         Assert.Equal(ChatMessageRole.Assistant, plain.Role);
-        Assert.Equal("tiny", plain.Model);
+        Assert.Equal(model, plain.Model);
         Assert.True(plain.Usage.InputTokenCount > 0);
         Assert.Equal(plain.Usage.InputTokenCount + plain.Usage.OutputTokenCount, plain.Usage.TotalTokenCount);
 

@@ -33,11 +33,14 @@ public class SftTrainerTests
         Optim = SftConfig.Tiny.Optim with { MaxSteps = steps, EvalInterval = 6, CheckpointInterval = 6, LogInterval = 1 },
     };
 
-    [Fact]
-    public void Full_fine_tuning_changes_every_parameter_and_lowers_the_response_loss()
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    [InlineData("qwen2")]
+    public void Full_fine_tuning_changes_every_parameter_and_lowers_the_response_loss(string family)
     {
         using var d = new TempDir();
-        var baseDir = TinyBase.Create(d["base"]);
+        var baseDir = TinyBase.Create(d["base"], family: family);
         var summary = SftTrainer.Run(Config(baseDir, Data(d), 30), d["run"], false);
         var (before, _, _) = HfCheckpoint.Load(baseDir);
         var (after, _, _) = HfCheckpoint.Load(d["run/model"]);
@@ -50,23 +53,33 @@ public class SftTrainerTests
         Assert.Equal(0, (int)summary["truncated_answers"]!);
     }
 
-    [Fact]
-    public void Lora_trains_only_the_adapters_and_the_merged_model_matches_base_plus_adapter()
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    [InlineData("qwen2")]
+    public void Lora_trains_only_the_adapters_and_the_merged_model_matches_base_plus_adapter(string family)
     {
         using var d = new TempDir();
-        var baseDir = TinyBase.Create(d["base"]);
-        var c = Config(baseDir, Data(d), 15) with { Lora = new LoraConfig { R = 4, LoraAlpha = 8, LoraDropout = 0, TargetModules = new() { "c_attn", "c_fc" } } };
+        var baseDir = TinyBase.Create(d["base"], family: family);
+        bool gpt = family == "gpt2";
+        // GPT-2: the fused attention projection and the MLP's first layer; Llama: the key projection (64 wide with GQA's 2 KV heads) and the MLP's up projection.
+        string attn = gpt ? "c_attn" : "k_proj", mlp = gpt ? "c_fc" : "up_proj";
+        var c = Config(baseDir, Data(d), 15) with { Lora = new LoraConfig { R = 4, LoraAlpha = 8, LoraDropout = 0, TargetModules = new() { attn, mlp } } };
         SftTrainer.Run(c, d["run"], false);
 
         // PEFT layout and names.
         var adapter = d["run/adapter"];
-        Assert.True(File.Exists(Path.Combine(adapter, "adapter_config.json")));
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(adapter, "adapter_config.json")))!;
+        Assert.Equal(new[] { attn, mlp }, config["target_modules"]!.AsArray().Select(n => (string)n!));
+        Assert.Equal(gpt, (bool)config["fan_in_fan_out"]!);
         var tensors = SafeTensors.Load(Path.Combine(adapter, "adapter_model.safetensors"));
         Assert.Equal(2 * 2 * 2, tensors.Count); // 2 layers × 2 targets × (A, B)
-        Assert.Equal(new long[] { 4, 32 }, tensors["base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"].shape);
-        Assert.Equal(new long[] { 96, 4 }, tensors["base_model.model.transformer.h.0.attn.c_attn.lora_B.weight"].shape);
-        Assert.Equal(new long[] { 128, 4 }, tensors["base_model.model.transformer.h.1.mlp.c_fc.lora_B.weight"].shape);
-        Assert.False(tensors["base_model.model.transformer.h.1.mlp.c_fc.lora_B.weight"].eq(0).all().item<bool>(), "lora_B was not trained");
+        string layer0 = gpt ? "base_model.model.transformer.h.0.attn.c_attn" : "base_model.model.model.layers.0.self_attn.k_proj";
+        string layer1 = gpt ? "base_model.model.transformer.h.1.mlp.c_fc" : "base_model.model.model.layers.1.mlp.up_proj";
+        Assert.Equal(new long[] { 4, 32 }, tensors[layer0 + ".lora_A.weight"].shape);
+        Assert.Equal(new long[] { gpt ? 96 : 16, 4 }, tensors[layer0 + ".lora_B.weight"].shape);
+        Assert.Equal(new long[] { gpt ? 128 : 64, 4 }, tensors[layer1 + ".lora_B.weight"].shape);
+        Assert.False(tensors[layer1 + ".lora_B.weight"].eq(0).all().item<bool>(), "lora_B was not trained");
 
         // Base + adapter (the training-time path) equals the merged export.
         var (withAdapter, tok, _) = HfCheckpoint.Load(baseDir);
@@ -83,7 +96,7 @@ public class SftTrainerTests
         var mergedParams = merged.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         foreach (var (name, p) in plainBase.named_parameters())
         {
-            bool adapted = name.EndsWith("c_attn.weight", StringComparison.Ordinal) || name.EndsWith("c_fc.weight", StringComparison.Ordinal);
+            bool adapted = name.EndsWith(attn + ".weight", StringComparison.Ordinal) || name.EndsWith(mlp + ".weight", StringComparison.Ordinal);
             Assert.Equal(!adapted, p.equal(mergedParams[name]).all().item<bool>());
         }
     }

@@ -9,10 +9,12 @@ namespace ChatForge.Tests.Training;
 
 public class PretrainTests
 {
-    [Fact]
-    public void A_run_directory_holds_config_metrics_summary_plot_tensorboard_and_checkpoints()
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]   // model.architecture: llama
+    public void A_run_directory_holds_config_metrics_summary_plot_tensorboard_and_checkpoints(string architecture)
     {
-        var dir = TinyRun.Dir;
+        var dir = TinyRun.DirFor(architecture);
         foreach (var f in new[] { "config.json", "metrics.jsonl", "summary.json", "loss.png", "samples.txt", "model/model.safetensors", "model/config.json", "best/model.safetensors", "model/training_state/state.json" })
             Assert.True(File.Exists(Path.Combine(dir, f)), f);
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(dir, "tensorboard"), "events.out.tfevents*", SearchOption.AllDirectories));
@@ -26,18 +28,21 @@ public class PretrainTests
         Assert.Equal(new double[] { 1, 10, 20, 30, 40, 50, 60 }, metrics.Select(m => m["step"]));
         Assert.True(metrics[^1]["loss"] < metrics[0]["loss"]);
         Assert.Contains(metrics, m => m.ContainsKey("val_loss"));
+        var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "model", "config.json"))).RootElement;
+        Assert.Equal(architecture, config.GetProperty("model_type").GetString());
+        if (architecture == "llama") Assert.Equal(2, config.GetProperty("num_key_value_heads").GetInt32());
     }
 
-    [Fact]
-    public void Training_changes_every_parameter()
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    public void Training_changes_every_parameter(string architecture)
     {
-        using var d = new TempDir();
+        var (trained, _, _) = HfCheckpoint.Load(TinyRun.ModelDirFor(architecture));
         manual_seed(PretrainConfig.Tiny.Seed);
-        var initial = new ChatForge.Modeling.Gpt(new ChatForge.Modeling.GptConfig
-        {
-            VocabSize = 259, NPositions = 32, NEmbd = 32, NLayer = 2, NHead = 2, BosTokenId = 256, EosTokenId = 256,
-        });
-        var (trained, _, _) = HfCheckpoint.Load(TinyRun.ModelDir);
+        var spec = PretrainConfig.Tiny.Model with { Architecture = architecture, NHead = architecture == "llama" ? 4 : 2, NKvHead = architecture == "llama" ? 2 : null };
+        using var initial = spec.Build(259, 256, 256);
+        Assert.Equal(initial.named_parameters().Select(p => p.name), trained.named_parameters().Select(p => p.name));
         var after = trained.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         foreach (var (name, p) in initial.named_parameters())
             Assert.False(p.equal(after[name]).all().item<bool>(), $"{name} did not change");
