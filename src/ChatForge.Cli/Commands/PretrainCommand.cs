@@ -13,7 +13,7 @@ public static class PretrainCommand
         var outDir = Opt.Out();
         var maxSteps = Opt.MaxSteps();
         var resume = Opt.Resume();
-        var verb = new Command("pretrain", "pretrain a GPT-2 model (next-token prediction on raw text)") { preset, config, data, outDir, maxSteps, resume };
+        var verb = new Command("pretrain", "pretrain a GPT-2 or Llama-family model (next-token prediction on raw text; model.architecture in the config)") { preset, config, data, outDir, maxSteps, resume };
         var run = new RunOptionSet(verb);
         verb.SetAction(r =>
         {
