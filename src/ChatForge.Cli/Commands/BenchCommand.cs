@@ -23,8 +23,9 @@ public static class BenchCommand
         var clients = Opt.Text("--clients", "--serve: concurrent client counts (default 1,8)", "N,N");
         var duration = Opt.Number("--duration", $"--serve: seconds of load per client count (default 20, at most {ServeBench.MaxSeconds})", "S");
         var maxTokens = Opt.Int("--max-tokens", "--serve: max_tokens of each request (default 32)");
+        var llama = Opt.Text("--llama", "the Llama-family section's shape, random weights: smollm2-135m (default), tiny, or none", "SHAPE");
         var verb = new Command("bench", "measure sgemm peak, training throughput, MFU, generation speed, peak memory; or (--serve) the server under load")
-            { outFile, config, preset, threads, trainSteps, serve, model, clients, duration, maxTokens };
+            { outFile, config, preset, threads, trainSteps, serve, model, clients, duration, maxTokens, llama };
         verb.SetAction(r =>
         {
             TorchRuntime.ConfigureThreads(false, r.GetValue(threads));
@@ -39,7 +40,19 @@ public static class BenchCommand
                     Model = r.GetValue(model), Shape = c.Model, Clients = counts, Seconds = r.GetValue(duration) ?? 20, MaxTokens = r.GetValue(maxTokens) ?? 32,
                 }, ui.Log);
             }
-            else figures = Bench.Run(new Bench.Options { Config = c, TrainSteps = r.GetValue(trainSteps) ?? 10 }, ui.Log);
+            else
+            {
+                var shape = r.GetValue(llama) ?? "smollm2-135m";
+                var o = new Bench.Options { Config = c, TrainSteps = r.GetValue(trainSteps) ?? 10 };
+                o = shape switch
+                {
+                    "smollm2-135m" => o,
+                    "tiny" => o with { Llama = Bench.TinyLlama, LlamaBatch = 2, LlamaSeqLen = 16, LlamaTrainSteps = 2, LlamaNewTokens = 8 },
+                    "none" => o with { Llama = null },
+                    _ => throw new ChatForgeException($"--llama: '{shape}' is not a shape (smollm2-135m, tiny, none)"),
+                };
+                figures = Bench.Run(o, ui.Log);
+            }
             ui.Table("chatforge bench", figures.Select(kv => (kv.Key, kv.Value.ToString(kv.Key == "mfu" ? "P1" : "G5", CultureInfo.InvariantCulture))));
             var json = JsonSerializer.Serialize(figures, new JsonSerializerOptions { WriteIndented = true });
             if (r.GetValue(outFile) is { } path) Util.AtomicFile.WriteAllText(path, json);

@@ -12,7 +12,8 @@ namespace ChatForge.Pipeline;
 /// <summary>
 /// `chatforge bench`: on this machine, in one process: the fp32 sgemm peak, pretraining throughput
 /// of the default (demo) model and its MFU against that peak, generation speed with and without the
-/// KV cache at 256 new tokens, and peak resident memory.
+/// KV cache at 256 new tokens, and peak resident memory; then a Llama-family section on random weights of a real
+/// checkpoint's shape (SmolLM2-135M by default): LoRA fine-tuning tokens/s and cached generation tokens/s.
 /// </summary>
 public static class Bench
 {
@@ -24,7 +25,28 @@ public static class Bench
         public int NewTokens { get; init; } = 256;
         public int PromptTokens { get; init; } = 16;
         public PretrainConfig Config { get; init; } = PretrainConfig.Demo;
+        /// <summary>The Llama-family model of section 4 (random weights); null skips it.</summary>
+        public LlamaConfig? Llama { get; init; } = SmolLM2_135M;
+        public int LlamaBatch { get; init; } = 4;
+        public int LlamaSeqLen { get; init; } = 128;
+        public int LlamaTrainSteps { get; init; } = 3;
+        public int LlamaNewTokens { get; init; } = 64;
+        public LoraConfig LlamaLora { get; init; } = new() { R = 8, LoraAlpha = 16, LoraDropout = 0 };
     }
+
+    /// <summary>HuggingFaceTB/SmolLM2-135M's config.json: 30 layers × 576, 9 query heads sharing 3 key/value heads, SwiGLU 1,536, tied, 49,152 ids.</summary>
+    public static LlamaConfig SmolLM2_135M => new()
+    {
+        VocabSize = 49152, HiddenSize = 576, IntermediateSize = 1536, NumHiddenLayers = 30, NumAttentionHeads = 9, NumKeyValueHeads = 3,
+        MaxPositionEmbeddings = 8192, RmsNormEps = 1e-5, RopeTheta = 100000, TieWordEmbeddings = true, InitializerRange = 0.041666666666666664,
+    };
+
+    /// <summary>A Llama of a few hundred thousand parameters, for tests of the bench itself.</summary>
+    public static LlamaConfig TinyLlama => new()
+    {
+        VocabSize = 512, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2,
+        MaxPositionEmbeddings = 512, TieWordEmbeddings = true,
+    };
 
     public static Dictionary<string, double> Run(Options o, Action<string>? log = null)
     {
@@ -98,6 +120,53 @@ public static class Bench
         log?.Invoke($"generate: {r["generate_tokens_per_second_cached"]:F0} tokens/s cached, {r["generate_tokens_per_second_uncached"]:F0} uncached ({r["kv_cache_speedup"]:F1}×)");
 
         r["peak_rss_mb"] = PeakMemory.PeakRssMb();
+        if (o.Llama is { } lc) LlamaSection(o, lc, r, log);
         return r;
+    }
+
+    /// <summary>
+    /// 4. The Llama family at a real checkpoint's shape, random weights: LoRA fine-tuning (adapters on every projection, the
+    /// step SFT runs: cross-entropy over all positions of random tokens, AdamW on the adapters) and greedy cached generation.
+    /// </summary>
+    static void LlamaSection(Options o, LlamaConfig lc, Dictionary<string, double> r, Action<string>? log)
+    {
+        manual_seed(0);
+        using var model = new Llama(lc);
+        r["llama_parameters"] = model.ParameterCount;
+        Lora.Attach(model, o.LlamaLora);
+        var adapters = Lora.Parameters(model).ToList();
+        r["llama_lora_trainable_parameters"] = adapters.Sum(p => p.Param.numel());
+        using (var opt = TrainingLoop.CreateOptimizer(adapters, new OptimConfig { LearningRate = 1e-4, MinLr = 1e-5 }))
+        {
+            int bsz = o.LlamaBatch, t = o.LlamaSeqLen;
+            void Step()
+            {
+                using var scope = NewDisposeScope();
+                var (x, y) = CausalBatch.Shift(randint(0, lc.VocabSize, new long[] { bsz, t + 1 }));
+                opt.zero_grad();
+                var loss = Losses.CrossEntropy(model.call(x), y);
+                loss.backward();
+                nn.utils.clip_grad_norm_(adapters.Select(p => p.Param), 1.0);
+                opt.step();
+            }
+            model.train();
+            Step();
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < o.LlamaTrainSteps; i++) Step();
+            r["llama_lora_train_tokens_per_second"] = (double)bsz * t * o.LlamaTrainSteps / sw.Elapsed.TotalSeconds;
+        }
+        log?.Invoke($"llama {r["llama_parameters"] / 1e6:F1}M, LoRA r={o.LlamaLora.R} on every projection ({r["llama_lora_trainable_parameters"]:N0} trainable): " +
+                    $"{r["llama_lora_train_tokens_per_second"]:F0} tokens/s fine-tuning");
+
+        model.eval();
+        var gen = new TextGenerator(model, new ByteTokenizer());   // ids only: the byte tokenizer's specials stand in for the checkpoint's
+        var prompt = Enumerable.Range(0, o.PromptTokens).Select(i => 65 + i % 26).ToArray();
+        var so = new SamplingOptions { MaxNewTokens = o.LlamaNewTokens, Temperature = 0, IgnoreEos = true };
+        gen.Generate(new[] { prompt }, so with { MaxNewTokens = 4 }, useCache: true);
+        var timer = Stopwatch.StartNew();
+        var cached = gen.Generate(new[] { prompt }, so, useCache: true)[0];
+        r["llama_generate_tokens_per_second_cached"] = cached.Tokens.Length / timer.Elapsed.TotalSeconds;
+        r["llama_peak_rss_mb"] = PeakMemory.PeakRssMb();
+        log?.Invoke($"llama generate: {r["llama_generate_tokens_per_second_cached"]:F1} tokens/s cached; peak {r["llama_peak_rss_mb"]:F0} MB");
     }
 }

@@ -102,10 +102,11 @@ public class CliTests
     {
         using var d = new TempDir();
         var cfg = d.Write("small.json", """{"model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 32}, "tokenizer": {"kind": "byte"}, "optim": {"batch_size": 2}}""");
-        var r = CliRunner.Run("bench", "--config", cfg, "--train-steps", "2", "--out", d["b.json"]);
+        var r = CliRunner.Run("bench", "--config", cfg, "--train-steps", "2", "--llama", "tiny", "--out", d["b.json"]);
         Assert.True(r.Code == 0, r.Err);
         var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(d["b.json"])).RootElement;
-        foreach (var k in new[] { "sgemm_gflops", "train_tokens_per_second", "mfu", "generate_tokens_per_second_cached", "generate_tokens_per_second_uncached", "peak_rss_mb" })
+        foreach (var k in new[] { "sgemm_gflops", "train_tokens_per_second", "mfu", "generate_tokens_per_second_cached", "generate_tokens_per_second_uncached", "peak_rss_mb",
+                                  "llama_parameters", "llama_lora_trainable_parameters", "llama_lora_train_tokens_per_second", "llama_generate_tokens_per_second_cached", "llama_peak_rss_mb" })
             Assert.True(json.GetProperty(k).GetDouble() > 0, k);
         Assert.Equal(1, json.GetProperty("generate_same_tokens").GetDouble());
     }
