@@ -29,8 +29,11 @@ public sealed class RewardModel : nn.Module
     public Parameter ScoreWeight => _score.weight!;
 
     /// <summary>What training moves: the backbone and the head, not the backbone's LM-head-only weights (an untied lm_head), which scores never read.</summary>
-    public IEnumerable<(string Name, Parameter Param)> TrainableParameters() =>
-        named_parameters().Where(p => !Backbone.LmHeadOnly.Contains(p.name["transformer.".Length..]) || !p.name.StartsWith("transformer.", StringComparison.Ordinal));
+    public IEnumerable<(string Name, Parameter Param)> TrainableParameters()
+    {
+        var unused = Backbone.LmHeadOnly.Select(n => "transformer." + n).ToHashSet();
+        return named_parameters().Where(p => !unused.Contains(p.name)).Select(p => (p.name, p.parameter));
+    }
 
     /// <summary>Raw scores (N) of right-padded sequences (N, T), read at index <paramref name="last"/> (N) of each.</summary>
     public Tensor ScoresAt(Tensor ids, Tensor last)
