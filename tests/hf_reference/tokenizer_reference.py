@@ -310,7 +310,7 @@ class Tokenizer:
         template = self.config["chat_template"]
         if "<|im_start|>" in template:
             out = ""
-            m = re.search(r"'<\|im_start\|>system\\n(.*?)<\|im_end\|>\\n'", template)
+            m = re.search(r"'<\|im_start\|>system\\n([^']*?)<\|im_end\|>\\n'", template)
             if m and (not messages or messages[0]["role"] != "system"):
                 out += "<|im_start|>system\n" + m.group(1) + "<|im_end|>\n"
             for msg in messages:

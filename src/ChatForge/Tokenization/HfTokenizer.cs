@@ -275,9 +275,7 @@ public sealed class HfTokenizer : ITokenizer
         foreach (var (raw, rawId) in _raw.Split(text))
         {
             if (rawId is { } r) { ids.Add(r); continue; }
-            string normalized;
-            try { normalized = _nfc ? raw.Normalize(NormalizationForm.FormC) : raw; }
-            catch (ArgumentException e) { throw new ChatForgeException($"cannot NFC-normalize the text (not valid Unicode: {e.Message})", e); }
+            var normalized = _nfc ? Nfc.Normalize(raw) : raw;
             foreach (var (piece, id) in _normalized.Split(normalized))
             {
                 if (id is { } n) { ids.Add(n); continue; }
