@@ -1,10 +1,10 @@
 namespace ChatForge.Tokenization;
 
 /// <summary>
-/// Text ⇄ token ids. Every ChatForge tokenizer is lossless on valid Unicode text
-/// (Decode(Encode(s)) == s) and carries the special tokens of <see cref="SpecialTokens"/>.
-/// Special-token strings that appear in the text are encoded as their special ids, as Hugging Face
-/// tokenizers do.
+/// Text ⇄ token ids. Every tokenizer is lossless on valid Unicode text (Decode(Encode(s)) == s; for a
+/// Hugging Face tokenizer with an NFC normalizer, == NFC(s)). ChatForge's own kinds carry the special tokens of
+/// <see cref="SpecialTokens"/>; a Hugging Face tokenizer carries its added tokens. Special-token strings that
+/// appear in the text are encoded as their special ids, as Hugging Face tokenizers do.
 /// </summary>
 public interface ITokenizer
 {
@@ -37,7 +37,7 @@ public interface ITokenizer
     string EosToken => SpecialTokens.EndOfText;
 }
 
-/// <summary>The special tokens every ChatForge tokenizer has, in id order after the regular vocabulary.</summary>
+/// <summary>The special tokens ChatForge's own tokenizers (byte, gpt2, bpe) have, in id order after the regular vocabulary.</summary>
 public static class SpecialTokens
 {
     public const string EndOfText = "<|endoftext|>";
