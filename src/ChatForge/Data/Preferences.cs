@@ -136,7 +136,7 @@ public static class Preferences
     public static (int[] Ids, int ResponseStart) Encode(ITokenizer tok, ChatPrompt prompt, bool chat, string response, int maxLen)
     {
         var p = ChatTemplate.EncodePrompt(tok, prompt, chat);
-        var r = tok.Encode(response).Append(chat ? tok.Id(SpecialTokens.ImEnd) : tok.EosId()).ToArray();
+        var r = tok.Encode(response).Append(chat ? tok.EndOfTurnId() : tok.EosId()).ToArray();
         if (r.Length >= maxLen) r = r[..(maxLen - 1)];               // the response is cut on the right only when it alone does not fit
         if (p.Length + r.Length > maxLen) p = p[^(maxLen - r.Length)..]; // the prompt from the left
         return (p.Concat(r).ToArray(), p.Length);

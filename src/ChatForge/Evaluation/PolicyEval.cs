@@ -29,7 +29,7 @@ public static class PolicyEval
         var gen = new TextGenerator(policy, tok);
         var queries = prompts.Select(p => ChatTemplate.EncodePrompt(tok, p, chat)).ToList();
         var options = new SamplingOptions { Temperature = 1.0, MaxNewTokens = maxNewTokens, Seed = seed };
-        if (chat) options = options with { StopTokenIds = new[] { tok.Id(SpecialTokens.ImEnd) } };
+        if (chat) options = options with { StopTokenIds = new[] { tok.EndOfTurnId() } };
         var comps = gen.Generate(queries, options);
         var texts = comps.Select(c => c.Text).ToList();
         var responses = comps.Select(c => c.StopToken is { } st ? c.Tokens.Append(st).ToArray() : c.Tokens).ToList();

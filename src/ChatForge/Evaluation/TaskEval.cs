@@ -55,7 +55,7 @@ public static class TaskEval
         var greedy = new SamplingOptions
         {
             Temperature = 0, MaxNewTokens = 20,
-            StopTokenIds = chat ? new[] { tok.Id(SpecialTokens.ImEnd) } : Array.Empty<int>(),
+            StopTokenIds = chat ? new[] { tok.EndOfTurnId() } : Array.Empty<int>(),
             StopStrings = chat ? Array.Empty<string>() : new[] { "\n" },
         };
 

@@ -18,7 +18,7 @@ public static class BestOfN
                                                SamplingOptions o, int batch = 64)
     {
         var encoded = prompts.SelectMany(p => Enumerable.Repeat(ChatTemplate.EncodePrompt(tok, p, chat), n)).ToList();
-        var so = chat ? o with { StopTokenIds = o.StopTokenIds.Append(tok.Id(SpecialTokens.ImEnd)).ToArray() } : o;
+        var so = chat ? o with { StopTokenIds = o.StopTokenIds.Append(tok.EndOfTurnId()).ToArray() } : o;
         var texts = new List<string>();
         for (int i = 0; i < encoded.Count; i += batch)
             texts.AddRange(gen.Generate(encoded.Skip(i).Take(batch).ToList(), so with { Seed = (o.Seed ?? 0) + i }).Select(c => c.Text));

@@ -23,7 +23,7 @@ public sealed class ChatSession
         _gen = new TextGenerator(model, tok);
         _tok = tok;
         _context = model.Context;
-        Options = options with { StopTokenIds = options.StopTokenIds.Append(tok.Id(SpecialTokens.ImEnd)).ToArray() };
+        Options = options with { StopTokenIds = options.StopTokenIds.Append(tok.EndOfTurnId()).ToArray() };
     }
 
     /// <summary>The answer-token limit of `chatforge chat` and the multi-turn evaluation.</summary>

@@ -58,7 +58,7 @@ public static class PreferenceCollection
         var labeler = new NoisyLabeler(o.NoiseStd, o.TieMargin, o.Seed);
         var rankings = new List<Ranking>();
         var sampling = new SamplingOptions { Temperature = o.Temperature, MaxNewTokens = o.MaxNewTokens, Seed = o.Seed };
-        int imEnd = tok.Id(SpecialTokens.ImEnd);
+        int imEnd = tok.EndOfTurnId();
 
         List<string> Sample(IReadOnlyList<ChatPrompt> prompts, bool chat, int k, long seed)
         {

@@ -176,7 +176,7 @@ public static class Report
                 var greedy = new SamplingOptions
                 {
                     Temperature = 0, MaxNewTokens = CapitalAnswerTokens,
-                    StopTokenIds = chat ? new[] { mtok.Id(SpecialTokens.ImEnd) } : Array.Empty<int>(), StopStrings = chat ? Array.Empty<string>() : new[] { "\n" },
+                    StopTokenIds = chat ? new[] { mtok.EndOfTurnId() } : Array.Empty<int>(), StopStrings = chat ? Array.Empty<string>() : new[] { "\n" },
                 };
                 answers.Add(new Answer(key, q, gen.Generate(new[] { ids }, greedy)[0].Text));
             }

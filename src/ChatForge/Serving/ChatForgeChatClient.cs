@@ -100,7 +100,7 @@ public sealed class ChatForgeChatClient : IChatClient
             Temperature = t, TopP = p, TopK = k, Seed = o?.Seed,
             MaxNewTokens = Math.Min(max, Context),
             StopStrings = o?.StopSequences?.Where(x => x.Length > 0).ToArray() ?? Array.Empty<string>(),
-            StopTokenIds = new[] { _tok.Id(SpecialTokens.ImEnd) },
+            StopTokenIds = new[] { _tok.EndOfTurnId() },
         };
     }
 

@@ -1,14 +1,14 @@
 namespace ChatForge.Tokenization;
 
 /// <summary>
-/// Text ⇄ token ids. Every ChatForge tokenizer is lossless on valid Unicode text
-/// (Decode(Encode(s)) == s) and carries the special tokens of <see cref="SpecialTokens"/>.
-/// Special-token strings that appear in the text are encoded as their special ids, as Hugging Face
-/// tokenizers do.
+/// Text ⇄ token ids. Every tokenizer is lossless on valid Unicode text (Decode(Encode(s)) == s; for a
+/// Hugging Face tokenizer with an NFC normalizer, == NFC(s)). ChatForge's own kinds carry the special tokens of
+/// <see cref="SpecialTokens"/>; a Hugging Face tokenizer carries its added tokens. Special-token strings that
+/// appear in the text are encoded as their special ids, as Hugging Face tokenizers do.
 /// </summary>
 public interface ITokenizer
 {
-    /// <summary>"byte", "gpt2" or "bpe".</summary>
+    /// <summary>"byte", "gpt2", "bpe" or "hf" (a Hugging Face tokenizer.json).</summary>
     string Kind { get; }
 
     /// <summary>Number of ids, special tokens included (the model's vocab_size must be at least this).</summary>
@@ -27,9 +27,17 @@ public interface ITokenizer
 
     /// <summary>Writes the tokenizer files into <paramref name="dir"/> (loadable by <see cref="TokenizerFiles.Load"/>).</summary>
     void Save(string dir);
+
+    /// <summary>How a conversation is laid out in tokens (<see cref="ChatTemplate"/> follows it). ChatForge's own
+    /// tokenizers use ChatML without a default system message; a Hugging Face tokenizer takes it from its chat_template.</summary>
+    ChatFormat ChatFormat => ChatFormat.ChatMl;
+
+    /// <summary>The end-of-sequence token: documents are separated by it, padding uses its id, and an empty prompt is
+    /// conditioned on it. ChatForge's own tokenizers: &lt;|endoftext|&gt;; a Hugging Face tokenizer: tokenizer_config.json's eos_token.</summary>
+    string EosToken => SpecialTokens.EndOfText;
 }
 
-/// <summary>The special tokens every ChatForge tokenizer has, in id order after the regular vocabulary.</summary>
+/// <summary>The special tokens ChatForge's own tokenizers (byte, gpt2, bpe) have, in id order after the regular vocabulary.</summary>
 public static class SpecialTokens
 {
     public const string EndOfText = "<|endoftext|>";
@@ -43,7 +51,15 @@ public static class SpecialTokens
         tokenizer.Specials.TryGetValue(special, out var id) ? id
             : throw new ChatForgeException($"tokenizer has no special token {special}");
 
-    public static int EosId(this ITokenizer tokenizer) => tokenizer.Id(EndOfText);
+    /// <summary>The id of <see cref="ITokenizer.EosToken"/>.</summary>
+    public static int EosId(this ITokenizer tokenizer) => tokenizer.Id(tokenizer.EosToken);
+
+    /// <summary>The id of the token that closes a chat turn (&lt;|im_end|&gt; in ChatML, &lt;|eot_id|&gt; in Llama 3): what an
+    /// assistant turn ends with, and so the stop token of chat generation.</summary>
+    public static int EndOfTurnId(this ITokenizer tokenizer) =>
+        tokenizer.ChatFormat.Kind == ChatFormatKind.None
+            ? throw new ChatForgeException("this tokenizer has no chat template (tokenizer_config.json has no 'chat_template'), so it has no end-of-turn token")
+            : tokenizer.Id(tokenizer.ChatFormat.EndOfTurn);
 
     /// <summary>Splits text around occurrences of the special-token strings.</summary>
     public static IEnumerable<(string Piece, int? SpecialId)> SplitSpecials(string text, IReadOnlyDictionary<string, int> specials)

@@ -8,8 +8,8 @@ namespace ChatForge.Tokenization;
 /// <summary>
 /// A tokenizer directory: <c>chatforge_tokenizer.json</c> (kind and special ids) plus, for the BPE
 /// kinds, Hugging Face's <c>vocab.json</c>, <c>merges.txt</c>, <c>tokenizer_config.json</c> (with a
-/// ChatML chat_template) and <c>special_tokens_map.json</c>. A Hugging Face GPT-2 directory without
-/// our manifest loads too.
+/// ChatML chat_template) and <c>special_tokens_map.json</c>. A Hugging Face directory without our manifest loads too:
+/// its <c>tokenizer.json</c> (<see cref="HfTokenizer"/>) when there is one, else GPT-2's vocab.json + merges.txt.
 /// </summary>
 public static class TokenizerFiles
 {
@@ -30,16 +30,19 @@ public static class TokenizerFiles
     };
 
     public static bool Exists(string dir) =>
-        File.Exists(Path.Combine(dir, Manifest)) || (File.Exists(Path.Combine(dir, Vocab)) && File.Exists(Path.Combine(dir, Merges)));
+        File.Exists(Path.Combine(dir, Manifest)) || File.Exists(Path.Combine(dir, HfTokenizer.TokenizerJson))
+        || (File.Exists(Path.Combine(dir, Vocab)) && File.Exists(Path.Combine(dir, Merges)));
 
     public static ITokenizer Load(string dir)
     {
         var manifest = Path.Combine(dir, Manifest);
         if (!File.Exists(manifest))
         {
+            if (File.Exists(Path.Combine(dir, HfTokenizer.TokenizerJson)))
+                return HfTokenizer.Load(dir);
             if (File.Exists(Path.Combine(dir, Vocab)) && File.Exists(Path.Combine(dir, Merges)))
                 return LoadHuggingFaceBpe(dir);
-            throw new ChatForgeException($"{dir}: no tokenizer ({Manifest}, or {Vocab} + {Merges}) found");
+            throw new ChatForgeException($"{dir}: no tokenizer ({Manifest}, {HfTokenizer.TokenizerJson}, or {Vocab} + {Merges}) found");
         }
         JsonObject root;
         try { root = JsonNode.Parse(File.ReadAllText(manifest))!.AsObject(); }
@@ -50,6 +53,7 @@ public static class TokenizerFiles
         {
             case "byte": return new ByteTokenizer();
             case "gpt2": return new Gpt2Tokenizer();
+            case "hf": return HfTokenizer.Load(dir);
             case "bpe":
                 var specials = root["special_tokens"]?.AsObject().ToDictionary(p => p.Key, p => (int)p.Value!)
                     ?? throw new ChatForgeException($"{manifest}: missing key 'special_tokens'");
@@ -84,7 +88,7 @@ public static class TokenizerFiles
         foreach (var (s, id) in tok.Specials.OrderBy(p => p.Value)) specials[s] = id;
         var root = new JsonObject { ["kind"] = tok.Kind, ["vocab_size"] = tok.VocabSize, ["special_tokens"] = specials };
         AtomicFile.WriteAllText(Path.Combine(dir, Manifest), root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        if (tok.Kind != "byte") WriteHuggingFaceConfig(dir, tok);
+        if (tok.Kind is not ("byte" or "hf")) WriteHuggingFaceConfig(dir, tok); // hf: its own files are copied as they are
     }
 
     static void WriteHuggingFaceConfig(string dir, ITokenizer tok)

@@ -126,7 +126,7 @@ public sealed class PpoTrainer
         var o = new SamplingOptions
         {
             Temperature = RolloutTemperature, MaxNewTokens = _c.MaxNewTokens, Seed = seed,
-            StopTokenIds = _c.Chat ? new[] { _tok.Id(SpecialTokens.ImEnd) } : Array.Empty<int>(),
+            StopTokenIds = _c.Chat ? new[] { _tok.EndOfTurnId() } : Array.Empty<int>(),
         };
         var comps = gen.Generate(queries, o);
         // The stop token is part of the action sequence: stopping is a choice the policy is credited for.
