@@ -53,3 +53,21 @@ public class LlamaCliTests
         Assert.DoesNotContain("\n", r.Err.TrimEnd());
     }
 }
+
+/// <summary>The example configs README's walkthrough uses load and validate.</summary>
+public class ExampleConfigTests
+{
+    static string Example(string name) => Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "examples", name));
+
+    [Fact]
+    public void The_walkthrough_s_sft_and_dpo_configs_load()
+    {
+        var sft = ChatForge.Training.SftConfig.Load(null, Example("sft-lora-smollm2.json")) with { Model = "m" };
+        sft.Validate("sft");
+        Assert.Equal(16, sft.Lora!.R);
+        Assert.Null(sft.Lora.TargetModules);   // every projection of the model's family
+        var dpo = ChatForge.Training.DpoConfig.Load(null, Example("dpo-smollm2.json"));
+        Assert.Equal(0.1, dpo.Beta);
+        Assert.Equal(5e-7, dpo.Optim.LearningRate);
+    }
+}
