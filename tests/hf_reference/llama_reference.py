@@ -92,7 +92,7 @@ def main():
                 z = sum(w)
                 for e in range(d):
                     y[i][h * d + e] = sum(w[j] / z * vs[j][e] for j in range(i + 1))
-        o = linear(y, t[p + "self_attn.o_proj.weight"])
+        o = linear(y, t[p + "self_attn.o_proj.weight"], t[p + "self_attn.o_proj.bias"] if bias and cfg["model_type"] == "llama" else None)  # LlamaAttention: o_proj too; Qwen2: never
         x = [[x[i][j] + o[i][j] for j in range(c)] for i in range(len(ids))]
         a = rms_norm(x, t[p + "post_attention_layernorm.weight"], eps)
         gate, up = linear(a, t[p + "mlp.gate_proj.weight"]), linear(a, t[p + "mlp.up_proj.weight"])

@@ -84,7 +84,7 @@ public static class EvalCommand
             var f = r.GetValue(format) ?? "auto";
             if (f is not ("auto" or "chat" or "raw")) throw new ChatForgeException($"--format must be auto, chat or raw, got '{f}'");
             var (m, tok, _) = HfCheckpoint.Load(dir, TorchRuntime.ResolveDevice(r.GetValue(device) ?? "auto"));
-            bool chat = f == "chat" || (f == "auto" && TaskEval.IsChatModel(dir));
+            bool chat = f == "chat" || (f == "auto" && TaskEval.IsChatModel(dir, tok));
             var suite = DemoSuite.Build(Corpora.OpenOrFetch(r.GetValue(cache), ui.Log));
             ui.Log($"evaluating {dir} ({(chat ? "chat template" : "raw questions")})");
             var texts = new AlignmentTexts { RefusalText = r.GetValue(refusal) ?? defaults.RefusalText, AbstainText = r.GetValue(abstain) ?? defaults.AbstainText };

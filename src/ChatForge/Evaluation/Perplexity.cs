@@ -108,11 +108,13 @@ public static class Perplexity
 
     /// <summary>Held-out windows of <see cref="PretrainLoss"/>, and how many go through the model at once.</summary>
     public const int PretrainLossWindows = 64, PretrainLossBatch = 16;
+    /// <summary>Window length of <see cref="PretrainLoss"/> at most: the model's context, capped for long-context checkpoints.</summary>
+    public const int PretrainLossMaxWindow = 1024;
 
     /// <summary>Mean next-token loss on a fixed set of held-out pretraining windows.</summary>
     public static double PretrainLoss(CausalLM model, TokenStream val, int windows = PretrainLossWindows)
     {
-        int t = Math.Min(model.Context, val.Tokens.Length - 2);
+        int t = Math.Min(Math.Min(model.Context, PretrainLossMaxWindow), val.Tokens.Length - 2);
         var offs = val.EvalOffsets(t, windows);
         double nats = 0, n = 0;
         using var _ = no_grad();

@@ -36,13 +36,17 @@ public static class TaskEval
         }
     }
 
-    /// <summary>Whether a checkpoint was instruction-tuned (its config.json says chatforge.stage ≠ pretrain).</summary>
-    public static bool IsChatModel(string modelDir)
+    /// <summary>
+    /// Whether a checkpoint was instruction-tuned: its config.json says chatforge.stage ≠ pretrain, or, for a checkpoint
+    /// ChatForge did not write (a downloaded Instruct model), its tokenizer brings a chat template.
+    /// </summary>
+    public static bool IsChatModel(string modelDir, ITokenizer? tok = null)
     {
         var cfg = Path.Combine(modelDir, "config.json");
         if (!File.Exists(cfg)) return false;
         var node = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(cfg));
-        var stage = (string?)node?["chatforge"]?["stage"];
+        if (node?["chatforge"] is null) return tok is { Kind: "hf" } && tok.ChatFormat.Kind != ChatFormatKind.None;
+        var stage = (string?)node["chatforge"]?["stage"];
         return stage is not null && stage != "pretrain";
     }
 

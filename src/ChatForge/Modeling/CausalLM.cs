@@ -33,6 +33,9 @@ public abstract class CausalLM : nn.Module<Tensor, Tensor>
     /// <summary>The linear layers LoRA can adapt, by module path in parameter naming (h.0.attn.c_attn, model.layers.0.self_attn.q_proj).</summary>
     public abstract IEnumerable<(string Path, LoraLinear Linear)> Linears();
 
+    /// <summary>The token (and position) embeddings by parameter name: what SFT's freeze_embeddings keeps fixed.</summary>
+    public abstract IReadOnlyList<string> EmbeddingParameters { get; }
+
     /// <summary>Parameters only the LM head uses (an untied lm_head.weight): a reward or value model leaves them out, as *ForSequenceClassification does.</summary>
     public virtual IReadOnlyList<string> LmHeadOnly => Array.Empty<string>();
 

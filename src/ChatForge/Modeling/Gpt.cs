@@ -123,6 +123,7 @@ public sealed class Gpt : CausalLM
     public override int HiddenSize => Config.NEmbd;
     public override int Context => Config.NPositions;
     public override string HfPrefix => "transformer.";
+    public override IReadOnlyList<string> EmbeddingParameters { get; } = new[] { "wte.weight", "wpe.weight" };
     public override IReadOnlyList<string> LoraTargets { get; } = new[] { "c_attn", "c_proj", "c_fc" };
     public override System.Text.Json.Nodes.JsonObject HfConfig() => Config.ToHuggingFace();
     public override KvCache NewCache(int batch, int capacity, Device device) =>

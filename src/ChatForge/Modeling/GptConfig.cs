@@ -58,10 +58,6 @@ public sealed record GptConfig
                     + (long)Inner * NEmbd + NEmbd)                  // mlp.c_proj
         + 2L * NEmbd;                                              // ln_f
 
-    /// <summary>Training FLOPs per token, llm.c's count: 6·N + 6·L·C·T (N without position embeddings, lm_head included once).</summary>
-    public double TrainFlopsPerToken(int seqLen) =>
-        6.0 * (ParameterCount - (long)NPositions * NEmbd) + 6.0 * NLayer * NEmbd * seqLen;
-
     /// <summary>Hugging Face config.json (GPT2LMHeadModel).</summary>
     public JsonObject ToHuggingFace() => new()
     {

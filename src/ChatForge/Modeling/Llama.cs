@@ -27,7 +27,7 @@ public sealed record LlamaConfig
     public double RmsNormEps { get; init; } = 1e-6;
     public double RopeTheta { get; init; } = 10000;
     public bool TieWordEmbeddings { get; init; }
-    /// <summary>Biases on q_proj, k_proj and v_proj (Qwen2), not on o_proj.</summary>
+    /// <summary>Biases on q_proj, k_proj and v_proj (always for Qwen2), and on o_proj too for a llama model that sets it (as LlamaAttention does).</summary>
     public bool AttentionBias { get; init; }
     /// <summary>rope_scaling of type "llama3" (Llama 3.1/3.2), or null.</summary>
     public Llama3RopeScaling? RopeScaling { get; init; }
@@ -111,9 +111,9 @@ public sealed record LlamaConfig
         int heads = Int("num_attention_heads"), hidden = Int("hidden_size");
         if (Get("head_dim") is not null && Int("head_dim") != hidden / heads) throw Bad("head_dim", $"= {Int("head_dim")} is not supported (hidden_size / num_attention_heads = {hidden / heads})");
         Llama3RopeScaling? scaling = null;
-        if (Get("rope_scaling") is JsonObject rs)
+        if (Get("rope_scaling") is JsonObject rs && (rs["rope_type"] ?? rs["type"]) is var kindNode
+            && (kindNode is null ? null : Value<string>(kindNode, "rope_scaling.rope_type", "must be a string")) is var kind && kind != "default")
         {
-            var kind = (rs["rope_type"] ?? rs["type"])?.GetValue<string>();
             if (kind != "llama3") throw Bad("rope_scaling.rope_type", $"= {kind ?? "(missing)"} is not supported (llama3)");
             double F(string k) => rs[k] is { } v ? Value<double>(v, "rope_scaling." + k, "must be a number") : throw Bad("rope_scaling." + k, "is missing");
             scaling = new Llama3RopeScaling(F("factor"), F("low_freq_factor"), F("high_freq_factor"), (int)F("original_max_position_embeddings"));
@@ -216,7 +216,7 @@ public sealed class LlamaAttention : nn.Module
         QProj = new LoraLinear(c.HiddenSize, c.NumAttentionHeads * c.HeadDim, hasBias: c.AttentionBias);
         KProj = new LoraLinear(c.HiddenSize, c.NumKeyValueHeads * c.HeadDim, hasBias: c.AttentionBias);
         VProj = new LoraLinear(c.HiddenSize, c.NumKeyValueHeads * c.HeadDim, hasBias: c.AttentionBias);
-        OProj = new LoraLinear(c.NumAttentionHeads * c.HeadDim, c.HiddenSize, hasBias: false);
+        OProj = new LoraLinear(c.NumAttentionHeads * c.HeadDim, c.HiddenSize, hasBias: c.AttentionBias && c.ModelType == "llama");   // Qwen2: never
         RegisterComponents();
     }
 
@@ -327,6 +327,7 @@ public sealed class Llama : CausalLM
     public override int Context => Config.MaxPositionEmbeddings;
     public override Parameter TokenEmbedding => _model.EmbedTokens.weight!;
     public override string HfPrefix => "";
+    public override IReadOnlyList<string> EmbeddingParameters { get; } = new[] { "model.embed_tokens.weight" };
     public override IReadOnlyList<string> LoraTargets { get; } = new[] { "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" };
     public override JsonObject HfConfig() => Config.ToHuggingFace();
     public override IReadOnlyList<string> LmHeadOnly => _lmHead is null ? Array.Empty<string>() : new[] { "lm_head.weight" };

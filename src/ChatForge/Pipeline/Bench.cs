@@ -11,7 +11,7 @@ namespace ChatForge.Pipeline;
 
 /// <summary>
 /// `chatforge bench`: on this machine, in one process: the fp32 sgemm peak, pretraining throughput
-/// of the default (demo) model and its MFU against that peak, generation speed with and without the
+/// of the default (demo) model (or the config's, either family) and its MFU against that peak, generation speed with and without the
 /// KV cache at 256 new tokens, and peak resident memory; then a Llama-family section on random weights of a real
 /// checkpoint's shape (SmolLM2-135M by default): LoRA fine-tuning tokens/s and cached generation tokens/s.
 /// </summary>
@@ -69,9 +69,9 @@ public static class Bench
 
         // 2. Training throughput of the default model on random tokens (the same step the trainer runs).
         int vocab = c.Tokenizer.Kind switch { "byte" => new ByteTokenizer().VocabSize, "gpt2" => 50259, _ => c.Tokenizer.VocabSize };
-        var mc = new GptConfig { VocabSize = vocab, NPositions = c.Model.BlockSize, NEmbd = c.Model.NEmbd, NLayer = c.Model.NLayer, NHead = c.Model.NHead };
+        int special = Math.Min(256, vocab - 1);   // bos/eos ids of the random model (unused: random tokens)
         manual_seed(0);
-        using (var model = new Gpt(mc))
+        using (var model = c.Model.Build(vocab, special, special))
         {
             using var opt = TrainingLoop.CreateOptimizer(model.named_parameters(), c.Optim);
             int bsz = c.Optim.BatchSize, t = c.Model.BlockSize;
@@ -91,16 +91,15 @@ public static class Bench
             for (int i = 0; i < o.TrainSteps; i++) Step();
             double tps = (double)bsz * t * o.TrainSteps / sw.Elapsed.TotalSeconds;
             r["train_tokens_per_second"] = tps;
-            r["train_gflops"] = mc.TrainFlopsPerToken(t) * tps / 1e9;
+            r["train_gflops"] = TrainFlopsPerToken(model, c.Model, t) * tps / 1e9;
             r["mfu"] = r["train_gflops"] / r["sgemm_gflops"];
-            r["parameters"] = mc.ParameterCount;
+            r["parameters"] = model.ParameterCount;
         }
         log?.Invoke($"train: {r["train_tokens_per_second"]:F0} tokens/s, {r["train_gflops"]:F1} GFLOP/s, MFU {r["mfu"]:P1}");
 
         // 3. Generation, 256 new tokens after a short prompt, batch 1, greedy, with and without the KV cache.
-        var gc = mc with { NPositions = Math.Max(mc.NPositions, o.PromptTokens + o.NewTokens) };
         manual_seed(0);
-        using (var model = new Gpt(gc))
+        using (var model = (c.Model with { BlockSize = Math.Max(c.Model.BlockSize, o.PromptTokens + o.NewTokens) }).Build(vocab, special, special))
         {
             model.eval();
             var gen = new TextGenerator(model, new ByteTokenizer());
@@ -123,6 +122,13 @@ public static class Bench
         if (o.Llama is { } lc) LlamaSection(o, lc, r, log);
         return r;
     }
+
+    /// <summary>
+    /// Training FLOPs per token, llm.c's count: 6·N + 6·L·C·T, N without GPT-2's learned position embeddings (which cost no
+    /// matmul), the tied head counted once.
+    /// </summary>
+    static double TrainFlopsPerToken(CausalLM model, ModelSpec spec, int seqLen) =>
+        6.0 * (model.ParameterCount - (model is Gpt g ? (long)g.Config.NPositions * g.Config.NEmbd : 0)) + 6.0 * spec.NLayer * spec.NEmbd * seqLen;
 
     /// <summary>
     /// 4. The Llama family at a real checkpoint's shape, random weights: LoRA fine-tuning (adapters on every projection, the

@@ -25,7 +25,7 @@ public sealed class HfTokenizer : ITokenizer
 
     sealed record AddedToken(string Content, int Id, bool Special, bool Normalized);
 
-    readonly string _dir;
+    readonly Dictionary<string, byte[]> _files = new();   // the Hugging Face files as loaded, written back unchanged by Save
     readonly BpeTokenizer _bpe;
     readonly Dictionary<string, int>? _wholeWords; // ignore_merges: byte-level word → id
     readonly bool _nfc;
@@ -45,7 +45,8 @@ public sealed class HfTokenizer : ITokenizer
 
     HfTokenizer(string dir, JsonObject tj, JsonObject? config, string? templateFile)
     {
-        _dir = dir;
+        foreach (var name in new[] { TokenizerJson, ConfigJson, SpecialTokensMapJson, ChatTemplateJinja })
+            if (File.Exists(Path.Combine(dir, name))) _files[name] = File.ReadAllBytes(Path.Combine(dir, name));
         var t = new Reader(TokenizerJson);
         var model = t.Object(tj, "model");
         var type = t.String(model, "model.type", "type");
@@ -320,16 +321,11 @@ public sealed class HfTokenizer : ITokenizer
         id < 0 || id >= _bytes.Length || _bytes[id] is not { } b || (_addedById.TryGetValue(id, out var a) && a.Special) ? ReadOnlySpan<byte>.Empty : b;
 
     /// <summary>Copies tokenizer.json, tokenizer_config.json, special_tokens_map.json and chat_template.jinja (those that
-    /// exist) unchanged, so that transformers reads the directory back; then ChatForge's manifest.</summary>
+    /// existed when it was loaded) unchanged, so that transformers reads the directory back; then ChatForge's manifest.</summary>
     public void Save(string dir)
     {
         Directory.CreateDirectory(dir);
-        foreach (var name in new[] { TokenizerJson, ConfigJson, SpecialTokensMapJson, ChatTemplateJinja })
-        {
-            var from = Path.Combine(_dir, name);
-            var to = Path.Combine(dir, name);
-            if (File.Exists(from) && Path.GetFullPath(from) != Path.GetFullPath(to)) AtomicFile.WriteAllBytes(to, File.ReadAllBytes(from));
-        }
+        foreach (var (name, bytes) in _files) AtomicFile.WriteAllBytes(Path.Combine(dir, name), bytes);   // as read at load: the source may be gone
         TokenizerFiles.WriteManifest(dir, this);
     }
 

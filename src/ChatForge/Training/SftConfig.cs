@@ -14,6 +14,9 @@ public sealed record SftConfig : RunOptions
     public List<string> ValData { get; init; } = new();
     /// <summary>Sequence length; null means the model's context. Longer records are truncated (README: the rule).</summary>
     public int? MaxLength { get; init; }
+
+    /// <summary>max_length when none is given (TRL's default), at most the model's context: a long-context checkpoint (8,192 to 131,072) is not packed to its whole context.</summary>
+    public const int DefaultMaxLength = 1024;
     /// <summary>Pack several examples into each row (block-diagonal attention, positions restart per example).</summary>
     public bool Packing { get; init; } = true;
     /// <summary>LoRA instead of full fine-tuning (null: full).</summary>

@@ -42,7 +42,7 @@ public sealed class SftTrainer : ITrainable
         _sampler = new EpochSampler(rows.Count, c.Seed, c.Optim.BatchSize * c.Optim.GradAccum);
         if (c.FreezeEmbeddings && !Lora.HasAdapters(model))
             foreach (var (name, p) in model.named_parameters())
-                if (IsEmbedding(name)) p.requires_grad = false;
+                if (model.EmbeddingParameters.Contains(name)) p.requires_grad = false;
     }
 
     public nn.Module Model => _model;
@@ -50,10 +50,8 @@ public sealed class SftTrainer : ITrainable
 
     public IEnumerable<(string, Parameter)> TrainableParameters() =>
         Lora.HasAdapters(_model) ? Lora.Parameters(_model)
-        : _c.FreezeEmbeddings ? _model.named_parameters().Where(p => !IsEmbedding(p.name))
+        : _c.FreezeEmbeddings ? _model.named_parameters().Where(p => !_model.EmbeddingParameters.Contains(p.name))
         : _model.named_parameters();
-
-    static bool IsEmbedding(string name) => name is "wte.weight" or "wpe.weight";
 
     /// <summary>Row indices for positions [first, first+count) of step <paramref name="step"/>.</summary>
     public int[] RowIndices(long step, int first, int count) => _sampler.Indices(step, first, count);
@@ -110,7 +108,7 @@ public sealed class SftTrainer : ITrainable
             if (c.Lora is not null) Lora.Attach(model, c.Lora, "sft config");
         }
         if (device.type != DeviceType.CPU) model.to(device);
-        int maxLen = Math.Min(c.MaxLength ?? model.Context, model.Context);
+        int maxLen = Math.Min(c.MaxLength ?? SftConfig.DefaultMaxLength, model.Context);
 
         // Data.
         List<SftExample> train, val;

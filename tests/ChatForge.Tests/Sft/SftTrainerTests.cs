@@ -101,6 +101,22 @@ public class SftTrainerTests
         }
     }
 
+    [Theory]
+    [InlineData("gpt2", new[] { "wte.weight", "wpe.weight" })]
+    [InlineData("llama", new[] { "model.embed_tokens.weight" })]
+    public void Freeze_embeddings_keeps_the_family_s_embeddings_and_trains_the_rest(string family, string[] embeddings)
+    {
+        using var d = new TempDir();
+        var baseDir = TinyBase.Create(d["base"], family: family);
+        SftTrainer.Run(Config(baseDir, Data(d), 3) with { FreezeEmbeddings = true }, d["run"], false);
+        var (before, _, _) = HfCheckpoint.Load(baseDir);
+        var (after, _, _) = HfCheckpoint.Load(d["run/model"]);
+        var a = after.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        Assert.Equal(embeddings, before.EmbeddingParameters);
+        foreach (var (name, p) in before.named_parameters())
+            Assert.Equal(embeddings.Contains(name), p.equal(a[name]).all().item<bool>());
+    }
+
     [Fact]
     public void Sft_gradient_accumulation_1x8_and_8x1_give_the_same_loss_curve()
     {
