@@ -8,23 +8,11 @@ the logits of the last position as JSON. The C# test compares them with ChatForg
 
 usage: gpt2_reference.py MODEL_DIR TOKEN_ID [TOKEN_ID ...]
 """
-import json, math, struct, sys
+import json, math, sys
+import safetensors_f32
 
 def load_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack_from("<Q", data, 0)
-    header = json.loads(data[8:8 + n])
-    base = 8 + n
-    tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        assert info["dtype"] == "F32", info["dtype"]
-        b, e = info["data_offsets"]
-        flat = list(struct.unpack_from("<%df" % ((e - b) // 4), data, base + b))
-        tensors[name] = (info["shape"], flat)
-    return tensors
+    return safetensors_f32.read(path)
 
 def matrix(t):
     shape, flat = t

@@ -10,23 +10,12 @@ the logits of the last position as JSON. The C# test compares them with ChatForg
 
 usage: llama_reference.py MODEL_DIR TOKEN_ID [TOKEN_ID ...]
 """
-import json, math, struct, sys
+import json, math, sys
+import safetensors_f32
 
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack_from("<Q", data, 0)
-    header = json.loads(data[8:8 + n])
-    base, tensors = 8 + n, {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        assert info["dtype"] == "F32", info["dtype"]
-        b, e = info["data_offsets"]
-        flat = list(struct.unpack_from("<%df" % ((e - b) // 4), data, base + b))
-        shape = info["shape"]
-        tensors[name] = [flat[r * shape[1]:(r + 1) * shape[1]] for r in range(shape[0])] if len(shape) == 2 else flat
-    return tensors
+def load_safetensors(path):  # 2-D tensors as lists of rows
+    return {name: [flat[r * shape[1]:(r + 1) * shape[1]] for r in range(shape[0])] if len(shape) == 2 else flat
+            for name, (shape, flat) in safetensors_f32.read(path).items()}
 
 def linear(x, w, b=None):  # nn.Linear: x @ w.T + b, w is [out, in]
     return [[sum(xi * wi for xi, wi in zip(row, wr)) + (b[j] if b else 0.0) for j, wr in enumerate(w)] for row in x]
